@@ -1,0 +1,5 @@
+"""imchat: an instant-messaging backend."""
+
+from imchat.factory import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,183 @@
+"""The small interfaces imchat keeps to the outside world.
+
+Each one has an embedded twin (in-process, durable where it must be, in
+SQLite) and a real adapter (Kafka, etcd, Redis). The same contract tests in
+``tests/backends/`` run against both.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from imchat.topics import TopicSpec
+
+
+class BackendUnavailable(Exception):
+    """A backend did not answer in time. Nothing was accepted; callers may retry."""
+
+    def __init__(self, backend: str, detail: str = "") -> None:
+        super().__init__(f"{backend} unavailable" + (f": {detail}" if detail else ""))
+        self.backend = backend
+
+
+# --------------------------------------------------------------------- bus
+@dataclass(frozen=True)
+class BusRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: str
+    value: bytes
+
+
+class BusConsumer(abc.ABC):
+    """A member of a consumer group. Offsets advance only on ``commit``."""
+
+    @abc.abstractmethod
+    def poll_batch(self, max_records: int, timeout: float) -> list[BusRecord]:
+        """Up to ``max_records`` records, waiting at most ``timeout`` seconds for the first."""
+
+    @abc.abstractmethod
+    def commit(self) -> None:
+        """Mark every record returned so far as processed (at-least-once)."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+class MessageBus(abc.ABC):
+    """The durable message bus (Kafka). Records with one key keep their order."""
+
+    name = "kafka"
+
+    @abc.abstractmethod
+    def publish(self, topic: str, key: str, value: bytes) -> None:
+        """Return once the record is durable (acks=all); raise BackendUnavailable."""
+
+    def publish_many(self, records: Sequence[tuple[str, str, bytes]]) -> None:
+        """Publish (topic, key, value) records; return once all are durable."""
+        for topic, key, value in records:
+            self.publish(topic, key, value)
+
+    @abc.abstractmethod
+    def subscribe(self, topics: Sequence[str], group_id: str) -> BusConsumer: ...
+
+    @abc.abstractmethod
+    def ensure_topics(
+        self, specs: Iterable[TopicSpec], replication_factor: int, min_insync_replicas: int
+    ) -> list[str]:
+        """Create the missing topics; return the names created (idempotent)."""
+
+    @abc.abstractmethod
+    def topic_partitions(self) -> dict[str, int]:
+        """Partition count of every topic on the bus."""
+
+    @abc.abstractmethod
+    def ping(self, timeout: float = 2.0) -> None:
+        """Raise BackendUnavailable unless the bus answers within ``timeout``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+
+# ------------------------------------------------------------------ router
+class Router(abc.ABC):
+    """Which gateways hold a user's connections (etcd).
+
+    A gateway registers itself under a lease; its user routes are attached to
+    that lease, so they vanish when the gateway dies and stops renewing it.
+    ``gateways_for`` reads a watched local copy: no round trip per message.
+    """
+
+    name = "etcd"
+
+    @abc.abstractmethod
+    def register_gateway(self, gateway_id: str, address: str) -> None: ...
+
+    @abc.abstractmethod
+    def unregister_gateway(self, gateway_id: str) -> None:
+        """Revoke the gateway's lease: its routes disappear at once."""
+
+    @abc.abstractmethod
+    def add_route(self, user_id: str, gateway_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def remove_route(self, user_id: str, gateway_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def gateways_for(self, user_id: str) -> set[str]: ...
+
+    @abc.abstractmethod
+    def live_gateways(self) -> dict[str, str]:
+        """gateway_id -> address of every gateway holding a live lease."""
+
+    @abc.abstractmethod
+    def ping(self, timeout: float = 2.0) -> None: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+
+# --------------------------------------------------------- sequence store
+@dataclass(frozen=True)
+class SeqCounter:
+    """A conversation's last handed-out seq and its durably reserved ceiling."""
+
+    seq: int
+    ceiling: int
+
+
+class SequenceStore(abc.ABC):
+    """Sequence numbers, dedup keys and small caches (Redis).
+
+    The store may lose keys (restart, allkeys-lru eviction): ``incr_seq``
+    then returns None and the caller restores the counter above its durable
+    reservation (see ``imchat.services.sequences``).
+    """
+
+    name = "redis"
+
+    @abc.abstractmethod
+    def incr_seq(self, conversation_id: str) -> SeqCounter | None:
+        """Hand out the next seq, or None when the counter is unknown."""
+
+    def incr_seqs(self, conversation_ids: Sequence[str]) -> list[SeqCounter | None]:
+        """``incr_seq`` for each id in order (None for unknown counters).
+
+        An id may appear several times; its occurrences get increasing seqs.
+        Adapters override this to save round trips on the hot path.
+        """
+        return [self.incr_seq(conversation_id) for conversation_id in conversation_ids]
+
+    @abc.abstractmethod
+    def init_seq(self, conversation_id: str, seq: int, ceiling: int) -> None:
+        """Create the counter at ``seq`` unless it exists already."""
+
+    @abc.abstractmethod
+    def raise_ceiling(self, conversation_id: str, ceiling: int) -> None:
+        """Record a new durable reservation (never lowers it)."""
+
+    @abc.abstractmethod
+    def claim_dedup(self, key: str, value: str, ttl_seconds: int) -> str | None:
+        """Store ``value`` under ``key`` unless present; return the earlier value if any."""
+
+    @abc.abstractmethod
+    def release_dedup(self, key: str, value: str) -> None:
+        """Drop the claim if it still holds ``value`` (a send that failed)."""
+
+    @abc.abstractmethod
+    def cache_get(self, key: str) -> str | None: ...
+
+    @abc.abstractmethod
+    def cache_set(self, key: str, value: str, ttl_seconds: int) -> None: ...
+
+    @abc.abstractmethod
+    def cache_delete(self, key: str) -> None: ...
+
+    @abc.abstractmethod
+    def ping(self, timeout: float = 2.0) -> None: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass

@@ -1,0 +1,79 @@
+"""Operator commands: migrations, Kafka topics, the infra check, the bus consumer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from imchat.config import Settings, load_settings
+
+
+def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    from imchat import migrate
+
+    if args.action == "upgrade":
+        migrate.upgrade(settings, args.revision or "head", sample_data=args.sample_data)
+    elif args.action == "downgrade":
+        migrate.downgrade(settings, args.revision or "-1")
+    elif args.action == "status":
+        print(json.dumps(migrate.status(settings), indent=2))
+    elif args.action == "check":
+        diffs = migrate.check(settings)
+        for diff in diffs:
+            print(f"differs: {diff}")
+        print("models and migrations agree" if not diffs else f"{len(diffs)} difference(s)")
+        return 1 if diffs else 0
+    elif args.action == "history":
+        print("\n".join(migrate.history()))
+    return 0
+
+
+def cmd_create_topics(args: argparse.Namespace, settings: Settings) -> int:
+    from imchat.container import Services
+    from imchat.topics import TOPICS
+
+    services = Services(settings)
+    created = services.bus.ensure_topics(
+        TOPICS, settings.kafka_replication_factor, settings.kafka_min_insync_replicas
+    )
+    for spec in TOPICS:
+        state = "created" if spec.name in created else "exists"
+        print(f"{spec.name}: {spec.partitions} partitions, {state}")
+    services.close()
+    return 0
+
+
+def cmd_check_infra(args: argparse.Namespace, settings: Settings) -> int:
+    from imchat import infra_check
+
+    return infra_check.main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m imchat")
+    sub = parser.add_subparsers(dest="command", required=True)
+    db = sub.add_parser("db", help="database migrations (Alembic)")
+    db.add_argument("action", choices=["upgrade", "downgrade", "status", "check", "history"])
+    db.add_argument("revision", nargs="?", help="target revision (default: head / -1)")
+    db.add_argument(
+        "--sample-data", action="store_true", help="also load alice, bob, charlie and their group"
+    )
+    db.set_defaults(func=cmd_db)
+    topics = sub.add_parser("create-topics", help="create the Kafka topics (idempotent)")
+    topics.set_defaults(func=cmd_create_topics)
+    infra = sub.add_parser("check-infra", help="check etcd, MySQL, Redis and Kafka", add_help=False)
+    infra.add_argument("rest", nargs=argparse.REMAINDER)
+    infra.set_defaults(func=cmd_check_infra)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace, Settings], int] = args.func
+    return func(args, load_settings())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

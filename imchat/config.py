@@ -1,0 +1,133 @@
+"""Settings: defaults, then ``IMCHAT_*`` environment variables, then overrides.
+
+With no variable set, imchat is the *embedded default*: one SQLite file under
+``./var/`` and in-process twins of the bus, the router, the sequence store and
+Celery. Each ``*_url`` / endpoint setting switches that one part to its real
+adapter. The remaining defaults are the production values of the seed
+infrastructure (pool 25 open / 5 idle, dedup 7 days, etcd lease 90 s / 30 s).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "IMCHAT_"
+DAY = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of imchat. Field ``x`` is read from ``IMCHAT_X``."""
+
+    data_dir: str = "var"
+    # Backends: empty means "use the embedded twin".
+    database_url: str = ""
+    redis_url: str = ""
+    kafka_bootstrap_servers: str = ""
+    etcd_endpoints: str = ""
+    celery_broker_url: str = ""
+    celery_result_backend: str = ""
+
+    secret_key: str = ""
+    token_ttl_seconds: int = DAY
+    log_format: str = ""  # "json" or "text"; empty: json in production, text embedded
+    log_level: str = "INFO"
+
+    # MySQL pool of the seed: 25 max open, 5 kept idle.
+    db_pool_size: int = 5
+    db_max_overflow: int = 20
+    db_pool_recycle_seconds: int = 1800
+
+    # Redis
+    dedup_ttl_seconds: int = 7 * DAY
+    group_cache_ttl_seconds: int = 3600
+
+    # etcd: user routes live under a lease of 90 s, renewed every 30 s.
+    etcd_lease_ttl_seconds: int = 90
+    etcd_lease_renew_seconds: int = 30
+    etcd_prefix: str = "/imchat"
+
+    # Kafka: replication 3 / min ISR 2 in production, 1 / 1 for a one-node test broker.
+    kafka_replication_factor: int = 3
+    kafka_min_insync_replicas: int = 2
+    kafka_client_id: str = "imchat"
+
+    # Sequence numbers are reserved durably in blocks of this size.
+    seq_snapshot_interval: int = 10_000
+    pending_retention_days: int = 7
+
+    gateway_id: str = ""
+    max_frame_bytes: int = 64 * 1024
+    max_body_chars: int = 4000
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_path / 'imchat.sqlite3').resolve()}"
+
+    @property
+    def embedded(self) -> bool:
+        """True when no external backend at all is configured."""
+        return not any(self.backends().values())
+
+    def backends(self) -> dict[str, str]:
+        """The configured endpoint of each external system ('' = embedded twin)."""
+        return {
+            "database": self.database_url,
+            "redis": self.redis_url,
+            "kafka": self.kafka_bootstrap_servers,
+            "etcd": self.etcd_endpoints,
+            "celery": self.celery_broker_url,
+        }
+
+    @property
+    def etcd_endpoint_list(self) -> list[str]:
+        return [e.strip() for e in self.etcd_endpoints.split(",") if e.strip()]
+
+    @property
+    def effective_log_format(self) -> str:
+        if self.log_format:
+            return self.log_format
+        return "text" if self.embedded else "json"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(kind: Any, raw: str, name: str) -> Any:
+    if kind in (int, "int"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(
+                f"{ENV_PREFIX}{name.upper()} must be an integer, got {raw!r}"
+            ) from None
+    return raw
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Build settings from defaults, the environment and explicit overrides."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = environ.get(ENV_PREFIX + f.name.upper())
+        if raw is not None:
+            values[f.name] = _coerce(f.type, raw, f.name)
+    if overrides:
+        unknown = set(overrides) - {f.name for f in fields(Settings)}
+        if unknown:
+            raise ValueError(f"unknown settings: {sorted(unknown)}")
+        values.update(overrides)
+    return Settings(**values)

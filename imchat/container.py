@@ -1,0 +1,132 @@
+"""One place wires the services: each is built once, lazily, from settings.
+
+An empty endpoint setting selects the embedded twin, a set one the real
+adapter. Tests may swap an entry before first use.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import text
+
+from imchat.backends.base import BackendUnavailable, MessageBus, Router, SequenceStore
+from imchat.config import Settings
+from imchat.db import Database, make_engine
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+
+class Services:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def db(self) -> Database:
+        return Database(make_engine(self.settings))
+
+    @cached_property
+    def bus(self) -> MessageBus:
+        if self.settings.kafka_bootstrap_servers:
+            from imchat.backends.bus_kafka import KafkaBus
+
+            return KafkaBus(self.settings)
+        from imchat.backends.bus_embedded import EmbeddedBus
+
+        return EmbeddedBus(self._data_file("embedded-bus.sqlite3"))
+
+    @cached_property
+    def router(self) -> Router:
+        if self.settings.etcd_endpoints:
+            from imchat.backends.router_etcd import EtcdRouter
+
+            return EtcdRouter(self.settings)
+        from imchat.backends.router_embedded import EmbeddedRouter
+
+        return EmbeddedRouter()
+
+    @cached_property
+    def seqs(self) -> SequenceStore:
+        if self.settings.redis_url:
+            from imchat.backends.seq_redis import RedisSequenceStore
+
+            return RedisSequenceStore(self.settings)
+        from imchat.backends.seq_embedded import EmbeddedSequenceStore
+
+        return EmbeddedSequenceStore(self._data_file("embedded-seq.sqlite3"))
+
+    @cached_property
+    def celery(self) -> Celery:
+        from imchat.celery_app import make_celery
+
+        return make_celery(self.settings)
+
+    @cached_property
+    def secret_key(self) -> str:
+        """The token-signing secret: configured, or generated once and kept under data_dir."""
+        if self.settings.secret_key:
+            return self.settings.secret_key
+        if not self.settings.embedded:
+            raise RuntimeError("IMCHAT_SECRET_KEY must be set when real backends are configured")
+        path = self._data_file("secret_key")
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def _data_file(self, name: str) -> Path:
+        path = self.settings.data_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # ------------------------------------------------------------ readiness
+    def readiness_checks(self) -> dict[str, Callable[[], None]]:
+        """Every backend's check: configured real ones and the embedded twins alike."""
+        return {
+            "database": self._ping_database,
+            "redis": lambda: self.seqs.ping(timeout=1.0),
+            "kafka": lambda: self.bus.ping(timeout=1.0),
+            "etcd": lambda: self.router.ping(timeout=1.0),
+            "celery": self._ping_celery,
+        }
+
+    def check_readiness(self, timeout: float = 2.0) -> dict[str, str | None]:
+        """Run every check at once; map backend -> None when it answered, else why not."""
+        checks = self.readiness_checks()
+        results: dict[str, str | None] = {}
+        with ThreadPoolExecutor(max_workers=len(checks)) as pool:
+            futures = {name: pool.submit(check) for name, check in checks.items()}
+            for name, future in futures.items():
+                try:
+                    future.result(timeout=timeout)
+                    results[name] = None
+                except TimeoutError:
+                    results[name] = f"no answer within {timeout:g}s"
+                except BackendUnavailable as exc:
+                    results[name] = str(exc)
+                except Exception as exc:
+                    results[name] = f"{type(exc).__name__}: {exc}"
+        return results
+
+    def _ping_database(self) -> None:
+        with self.db.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def _ping_celery(self) -> None:
+        if not self.settings.celery_broker_url:
+            return
+        with self.celery.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=1)
+
+    def close(self) -> None:
+        for name in ("bus", "router", "seqs"):
+            if name in self.__dict__:
+                getattr(self, name).close()
+        if "db" in self.__dict__:
+            self.db.dispose()

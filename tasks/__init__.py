@@ -1,0 +1,10 @@
+"""The Celery application: ``celery -A tasks worker`` / ``beat`` / ``flower``.
+
+Logic lives in imchat.services; tasks are thin wrappers (tasks/jobs.py).
+"""
+
+from imchat.celery_app import make_celery
+from imchat.config import load_settings
+
+celery = make_celery(load_settings())
+app = celery

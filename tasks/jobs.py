@@ -1,0 +1,1 @@
+"""Celery tasks. Thin: each calls a service function."""
