@@ -45,12 +45,6 @@ def cmd_create_topics(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_check_infra(args: argparse.Namespace, settings: Settings) -> int:
-    from imchat import infra_check
-
-    return infra_check.main(args.rest)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m imchat")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,13 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     db.set_defaults(func=cmd_db)
     topics = sub.add_parser("create-topics", help="create the Kafka topics (idempotent)")
     topics.set_defaults(func=cmd_create_topics)
-    infra = sub.add_parser("check-infra", help="check etcd, MySQL, Redis and Kafka", add_help=False)
-    infra.add_argument("rest", nargs=argparse.REMAINDER)
-    infra.set_defaults(func=cmd_check_infra)
+    # Parsed by imchat.infra_check itself (see main).
+    sub.add_parser("check-infra", help="check etcd, MySQL, Redis and Kafka", add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["check-infra"]:
+        # Its own parser: argparse.REMAINDER would not pass options through.
+        from imchat import infra_check
+
+        return infra_check.main(argv[1:])
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace, Settings], int] = args.func
     return func(args, load_settings())

@@ -1,0 +1,483 @@
+"""The infra check: is every configured backend up and laid out as imchat expects?
+
+The Python port of the seed's ``scripts/test-im-infrastructure.sh``. It reads
+the endpoints from ``IMCHAT_*`` (or ``--database-url`` etc.), checks etcd,
+MySQL, Redis and Kafka side by side, prints one line per check (✓ pass,
+! warning, ✗ failure, - skipped) and ends with a line naming every failing
+service. Exit code 0 when nothing failed, 1 otherwise, 2 on bad settings.
+
+Every network call has a timeout of a few seconds and the four services are
+checked in parallel, so a down service costs ~3 s, not minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Engine, create_engine, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from imchat.config import Settings, load_settings
+from imchat.topics import TOPICS, TopicSpec
+
+Status = Literal["ok", "warn", "fail", "skip"]
+MARKS: dict[Status, str] = {"ok": "✓", "warn": "!", "fail": "✗", "skip": "-"}
+
+CONNECT_TIMEOUT = 2.0
+KAFKA_TIMEOUT = 3.0
+OFFLINE_PARTITIONS = 16
+MYSQL_DIALECTS = ("mysql", "mariadb")
+# Eviction policies that may drop keys without a TTL, such as the seq counters.
+EVICTS_PERSISTENT_KEYS = ("allkeys-lru", "allkeys-lfu", "allkeys-random")
+
+
+@dataclass(frozen=True)
+class CheckLine:
+    """The outcome of one check of one service."""
+
+    service: str
+    check: str
+    status: Status
+    message: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def render(self) -> str:
+        return f"{MARKS[self.status]} {self.service} {self.check}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Options:
+    require_all: bool = False
+    strict_redis: bool = False
+
+
+def _shown(url: str) -> str:
+    """The URL fit for printing: any password masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: print it as given
+        return url
+
+
+def _line(service: str, check: str, problems: Sequence[str], ok_message: str) -> CheckLine:
+    """A pass line with ``ok_message``, or a failure line listing the problems."""
+    if problems:
+        return CheckLine(service, check, "fail", "; ".join(problems))
+    return CheckLine(service, check, "ok", ok_message)
+
+
+# -------------------------------------------------------------------- etcd
+def _etcd_url(endpoint: str, path: str) -> str:
+    base = endpoint if "://" in endpoint else f"http://{endpoint}"
+    return base.rstrip("/") + path
+
+
+def _etcd_call(endpoint: str, path: str, body: bytes | None = None) -> Any:
+    """One JSON call to etcd's HTTP gateway; no proxy: etcd is always reached directly."""
+    request = urllib.request.Request(_etcd_url(endpoint, path), data=body, method="GET")
+    if body is not None:
+        request.method = "POST"
+        request.add_header("Content-Type", "application/json")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=CONNECT_TIMEOUT) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def etcd_endpoint_problems(endpoint: str) -> list[str]:
+    """Why ``endpoint`` is not a healthy etcd member (empty when it is)."""
+    try:
+        health = _etcd_call(endpoint, "/health")
+    except urllib.error.HTTPError as exc:
+        return [f"{endpoint} answered HTTP {exc.code} on /health"]
+    except (OSError, ValueError) as exc:
+        return [f"{endpoint} unreachable ({_reason(exc)})"]
+    if not isinstance(health, dict) or health.get("health") != "true":
+        return [f"{endpoint} unhealthy ({json.dumps(health)})"]
+    return []
+
+
+def _reason(exc: BaseException) -> str:
+    """'Connection refused' rather than '<urlopen error [Errno 111] Connection refused>'."""
+    cause = getattr(exc, "reason", None) or exc
+    if isinstance(cause, TimeoutError):
+        return f"no answer within {CONNECT_TIMEOUT:g}s"
+    return getattr(cause, "strerror", None) or str(cause)
+
+
+def etcd_member_names(endpoint: str) -> list[str]:
+    """The names of the cluster's members, as ``endpoint`` sees them."""
+    reply = _etcd_call(endpoint, "/v3/cluster/member/list", b"{}")
+    return [m.get("name") or m.get("ID", "?") for m in reply.get("members", [])]
+
+
+def check_etcd(endpoints: Sequence[str]) -> list[CheckLine]:
+    """Health of every endpoint, then the member count seen by a healthy one."""
+    if not endpoints:
+        return [CheckLine("etcd", "health", "fail", "no endpoint in IMCHAT_ETCD_ENDPOINTS")]
+    with ThreadPoolExecutor(max_workers=len(endpoints)) as pool:
+        per_endpoint = list(pool.map(etcd_endpoint_problems, endpoints))
+    problems = [p for found in per_endpoint for p in found]
+    healthy = [e for e, found in zip(endpoints, per_endpoint, strict=True) if not found]
+    n = len(endpoints)
+    lines = [
+        _line("etcd", "health", problems, f"{n}/{n} endpoints healthy ({', '.join(endpoints)})")
+    ]
+    if healthy:
+        lines.append(_etcd_members_line(healthy[0]))
+    return lines
+
+
+def _etcd_members_line(endpoint: str) -> CheckLine:
+    try:
+        names = etcd_member_names(endpoint)
+    except (OSError, ValueError) as exc:
+        message = f"member list at {endpoint} failed ({_reason(exc)})"
+        return CheckLine("etcd", "members", "fail", message)
+    message = f"{len(names)} member{'s' if len(names) != 1 else ''} ({', '.join(names)})"
+    return CheckLine("etcd", "members", "ok", message, {"count": len(names), "names": names})
+
+
+# ------------------------------------------------------------------- MySQL
+def _database_engine(url: str) -> Engine:
+    connect_args: dict[str, Any] = {}
+    if make_url(url).get_backend_name() in MYSQL_DIALECTS:
+        connect_args["connect_timeout"] = int(CONNECT_TIMEOUT)
+    # NullPool: a one-shot check must leave no connection behind.
+    return create_engine(url, poolclass=NullPool, connect_args=connect_args)
+
+
+def expected_tables() -> list[str]:
+    """The tables of the model (the seed's five: users, groups, ... sequence_snapshots)."""
+    from imchat.models import Base
+
+    return sorted(Base.metadata.tables)
+
+
+def missing_tables(conn: Connection) -> list[str]:
+    """The model's tables that the database lacks."""
+    present = set(inspect(conn).get_table_names())
+    return [name for name in expected_tables() if name not in present]
+
+
+def partition_problems(conn: Connection) -> list[str]:
+    """offline_messages must be split in 16 partitions by user_id, as in the seed."""
+    count = conn.execute(
+        text(
+            "SELECT COUNT(*) FROM information_schema.PARTITIONS WHERE TABLE_SCHEMA = DATABASE()"
+            " AND TABLE_NAME = 'offline_messages' AND PARTITION_NAME IS NOT NULL"
+        )
+    ).scalar_one()
+    if count != OFFLINE_PARTITIONS:
+        return [f"offline_messages has {count} partitions, expects {OFFLINE_PARTITIONS}"]
+    return []
+
+
+def migration_problems(settings: Settings) -> list[str]:
+    """The database's alembic revision must be the head of migrations/."""
+    from imchat import migrate
+
+    try:
+        state = migrate.status(settings)
+    except Exception as exc:  # e.g. a revision unknown to this checkout
+        return [f"cannot read the schema revision ({type(exc).__name__}: {exc})"]
+    if state["current"] == state["head"]:
+        return []
+    where = f"schema at {state['current']}" if state["current"] else "not migrated"
+    pending = ", ".join(state["pending"]) or "none"
+    return [
+        f"{where}, head is {state['head']} (pending: {pending}): run python -m imchat db upgrade"
+    ]
+
+
+def check_mysql(settings: Settings) -> list[CheckLine]:
+    """Connect, then tables, partitions (MySQL/MariaDB only) and migration head."""
+    engine = _database_engine(settings.database_url)
+    shown = _shown(settings.database_url)
+    try:
+        try:
+            conn = engine.connect()
+        except Exception as exc:  # any driver's error: reported, never raised
+            reason = _driver_reason(exc)
+            return [CheckLine("mysql", "connect", "fail", f"{shown} unreachable ({reason})")]
+        with conn:
+            lines = _mysql_schema_lines(conn, shown)
+    finally:
+        engine.dispose()
+    # After the connection test, so that a down database costs one timeout, not two.
+    lines.append(_line("mysql", "migrations", migration_problems(settings), "schema at head"))
+    return lines
+
+
+def _driver_reason(exc: Exception) -> str:
+    """The driver's own words: pymysql's (2003, "Can't connect ...") becomes the text alone."""
+    orig = getattr(exc, "orig", None) or exc
+    args: tuple[Any, ...] = getattr(orig, "args", ())
+    reason = args[1] if len(args) == 2 and isinstance(args[1], str) else str(orig)
+    return reason.splitlines()[0] if reason else type(orig).__name__
+
+
+def _mysql_schema_lines(conn: Connection, shown: str) -> list[CheckLine]:
+    lines = [CheckLine("mysql", "connect", "ok", f"connected to {shown}")]
+    missing = missing_tables(conn)
+    problems = [f"table{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing"]
+    ok = f"{', '.join(expected_tables())} present"
+    lines.append(_line("mysql", "tables", problems if missing else [], ok))
+    if conn.dialect.name in MYSQL_DIALECTS and "offline_messages" not in missing:
+        ok = f"offline_messages has {OFFLINE_PARTITIONS} partitions"
+        lines.append(_line("mysql", "partitions", partition_problems(conn), ok))
+    return lines
+
+
+# ------------------------------------------------------------------- Redis
+def redis_persistence_problems(config: Mapping[str, str]) -> list[str]:
+    """What production needs and this Redis lacks: AOF on and an RDB save rule."""
+    problems = []
+    if config.get("appendonly") != "yes":
+        problems.append("AOF off (appendonly no)")
+    if not config.get("save", "").strip():
+        problems.append("no RDB save rule (save '')")
+    return problems
+
+
+def _redis_client(url: str) -> Any:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=CONNECT_TIMEOUT,
+        socket_timeout=CONNECT_TIMEOUT,
+        retry=Retry(NoBackoff(), 0),  # one attempt: a down Redis is the answer
+        decode_responses=True,
+    )
+
+
+def _redis_config(client: Any) -> dict[str, str]:
+    config: dict[str, str] = {}
+    for name in ("appendonly", "save", "maxmemory-policy"):
+        config.update(client.config_get(name))
+    return config
+
+
+def check_redis(url: str, strict: bool) -> list[CheckLine]:
+    """PING, then persistence (warn, or fail when strict) and the eviction policy."""
+    import redis
+
+    shown = _shown(url)
+    client = _redis_client(url)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        return [CheckLine("redis", "ping", "fail", f"{shown} unreachable ({exc})")]
+    lines = [CheckLine("redis", "ping", "ok", f"{shown} answered PING")]
+    try:
+        config = _redis_config(client)
+    except redis.ResponseError as exc:  # CONFIG disabled, as on some managed Redis
+        return [*lines, CheckLine("redis", "config", "warn", f"CONFIG GET refused ({exc})")]
+    finally:
+        client.close()
+    return [
+        *lines,
+        _persistence_line(config, strict),
+        _eviction_line(config.get("maxmemory-policy", "?")),
+    ]
+
+
+def _persistence_line(config: Mapping[str, str], strict: bool) -> CheckLine:
+    problems = redis_persistence_problems(config)
+    details = {"appendonly": config.get("appendonly"), "save": config.get("save")}
+    if not problems:
+        rule = config.get("save")
+        return CheckLine("redis", "persistence", "ok", f"AOF on, RDB save {rule!r}", details)
+    if strict:
+        return CheckLine("redis", "persistence", "fail", "; ".join(problems), details)
+    message = "; ".join(problems) + ": a restart loses data (fine for tests, not production)"
+    return CheckLine("redis", "persistence", "warn", message, details)
+
+
+def _eviction_line(policy: str) -> CheckLine:
+    details = {"maxmemory_policy": policy}
+    if policy in EVICTS_PERSISTENT_KEYS:
+        message = (
+            f"maxmemory-policy {policy} may evict sequence keys"
+            " (imchat restores them from sequence_snapshots, seqs jump forward)"
+        )
+        return CheckLine("redis", "eviction", "warn", message, details)
+    return CheckLine("redis", "eviction", "ok", f"maxmemory-policy {policy}", details)
+
+
+# ------------------------------------------------------------------- Kafka
+def topic_problems(found: Mapping[str, int], specs: Iterable[TopicSpec]) -> list[str]:
+    """Every spec'd topic must exist with exactly its partition count."""
+    problems = []
+    for spec in specs:
+        if spec.name not in found:
+            problems.append(f"topic {spec.name} missing (expects {spec.partitions} partitions)")
+        elif found[spec.name] != spec.partitions:
+            problems.append(
+                f"topic {spec.name} has {found[spec.name]} partitions, expects {spec.partitions}"
+            )
+    return problems
+
+
+def kafka_topic_partitions(bootstrap: str) -> dict[str, int]:
+    """Partition count of every topic the cluster reports; KafkaException when down."""
+    from confluent_kafka.admin import AdminClient
+
+    # log_level 0: librdkafka would print each refused connection to stderr;
+    # the check reports the outcome itself.
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    metadata = admin.list_topics(timeout=KAFKA_TIMEOUT)
+    return {name: len(t.partitions) for name, t in metadata.topics.items() if t.error is None}
+
+
+def check_kafka(bootstrap: str, specs: Sequence[TopicSpec] = TOPICS) -> list[CheckLine]:
+    """The broker answers, and every topic of ``specs`` has exactly its partition count."""
+    from confluent_kafka import KafkaException
+
+    try:
+        found = kafka_topic_partitions(bootstrap)
+    except KafkaException as exc:
+        reason = exc.args[0].str() if exc.args else str(exc)
+        return [CheckLine("kafka", "broker", "fail", f"{bootstrap} unreachable ({reason})")]
+    ok = ", ".join(f"{s.name}({s.partitions})" for s in specs)
+    details = {"partitions": {s.name: found.get(s.name) for s in specs}}
+    line = _line("kafka", "topics", topic_problems(found, specs), f"{ok} present")
+    return [
+        CheckLine("kafka", "broker", "ok", f"{bootstrap} answered"),
+        dataclasses.replace(line, details=details),
+    ]
+
+
+# ------------------------------------------------------------------ runner
+@dataclass(frozen=True)
+class Service:
+    name: str
+    setting: str  # the Settings field holding the endpoint
+    flags: tuple[str, ...]  # command-line overrides of that setting
+    run: Callable[[Settings, Options], list[CheckLine]]
+
+
+SERVICES: tuple[Service, ...] = (
+    Service(
+        "etcd",
+        "etcd_endpoints",
+        ("--etcd-endpoints",),
+        lambda s, o: check_etcd(s.etcd_endpoint_list),
+    ),
+    Service("mysql", "database_url", ("--database-url",), lambda s, o: check_mysql(s)),
+    Service(
+        "redis",
+        "redis_url",
+        ("--redis-url",),
+        lambda s, o: check_redis(s.redis_url, o.strict_redis),
+    ),
+    Service(
+        "kafka",
+        "kafka_bootstrap_servers",
+        ("--kafka-bootstrap", "--kafka-bootstrap-servers"),
+        lambda s, o: check_kafka(s.kafka_bootstrap_servers),
+    ),
+)
+
+
+def check_service(service: Service, settings: Settings, options: Options) -> list[CheckLine]:
+    """Run one service's checks; an unconfigured one is skipped or, if required, failed."""
+    if not getattr(settings, service.setting).strip():
+        env = f"IMCHAT_{service.setting.upper()}"
+        if options.require_all:
+            return [CheckLine(service.name, "config", "fail", f"not configured ({env} unset)")]
+        return [CheckLine(service.name, "config", "skip", f"skipped (embedded): {env} unset")]
+    try:
+        return service.run(settings, options)
+    except Exception as exc:  # a bug or an odd answer must not hide the other services
+        return [CheckLine(service.name, "check", "fail", f"{type(exc).__name__}: {exc}")]
+
+
+def run_checks(settings: Settings, options: Options) -> list[CheckLine]:
+    """Every service's lines, in a fixed order; the services are checked in parallel."""
+    with ThreadPoolExecutor(max_workers=len(SERVICES)) as pool:
+        futures = [pool.submit(check_service, s, settings, options) for s in SERVICES]
+        return [line for future in futures for line in future.result()]
+
+
+def failures(lines: Iterable[CheckLine]) -> dict[str, list[str]]:
+    """service -> the messages of its failed checks."""
+    failed: dict[str, list[str]] = {}
+    for line in lines:
+        if line.status == "fail":
+            failed.setdefault(line.service, []).append(line.message)
+    return failed
+
+
+def summary(lines: Sequence[CheckLine]) -> str:
+    """The last line: ``FAILED: kafka (...), etcd (...)`` or ``OK: ...``."""
+    failed = failures(lines)
+    if failed:
+        return "FAILED: " + ", ".join(f"{s} ({'; '.join(m)})" for s, m in failed.items())
+    warned = sum(line.status == "warn" for line in lines)
+    checked = dict.fromkeys(line.service for line in lines if line.status != "skip")
+    warnings = f" ({warned} warning{'s' if warned != 1 else ''})" if warned else ""
+    return f"OK: {', '.join(checked) or 'nothing configured'}{warnings}"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m imchat check-infra",
+        description="Check that etcd, MySQL, Redis and Kafka are up and laid out for imchat.",
+    )
+    parser.add_argument("--json", action="store_true", help="print a machine-readable result")
+    parser.add_argument(
+        "--require-all", action="store_true", help="fail when a backend is not configured"
+    )
+    parser.add_argument(
+        "--strict-redis", action="store_true", help="fail unless Redis has AOF and RDB on"
+    )
+    for service in SERVICES:
+        env = f"IMCHAT_{service.setting.upper()}"
+        parser.add_argument(*service.flags, dest=service.setting, help=f"overrides {env}")
+    return parser
+
+
+def _settings(args: argparse.Namespace, environ: Mapping[str, str] | None) -> Settings:
+    overrides = {s.setting: getattr(args, s.setting) for s in SERVICES}
+    return load_settings(environ, {k: v for k, v in overrides.items() if v is not None})
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Run the checks, print the result; 0 when nothing failed, 1 otherwise, 2 on bad settings."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args, environ)
+    except ValueError as exc:
+        print(f"bad settings: {exc}", file=sys.stderr)
+        return 2
+    options = Options(require_all=args.require_all, strict_redis=args.strict_redis)
+    lines = run_checks(settings, options)
+    if args.json:
+        _print_json(lines)
+    else:
+        print("\n".join([line.render() for line in lines] + [summary(lines)]), flush=True)
+    return 1 if failures(lines) else 0
+
+
+def _print_json(lines: Sequence[CheckLine]) -> None:
+    result = {
+        "ok": not failures(lines),
+        "checks": [asdict(line) for line in lines],
+        "failed": failures(lines),
+        "summary": summary(lines),
+    }
+    print(json.dumps(result, indent=2, ensure_ascii=False), flush=True)
