@@ -8,7 +8,7 @@ SQLite) and a real adapter (Kafka, etcd, Redis). The same contract tests in
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from imchat.topics import TopicSpec
@@ -178,6 +178,32 @@ class SequenceStore(abc.ABC):
 
     @abc.abstractmethod
     def ping(self, timeout: float = 2.0) -> None: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+
+# --------------------------------------------------------- gateway channel
+class GatewayChannel(abc.ABC):
+    """Carries deliveries from the bus consumer to one gateway process.
+
+    Fire-and-forget by design: what must not be lost is already durable
+    (the bus record and the pending rows); a delivery lost here reaches the
+    user as a pending message on the next connect.
+    """
+
+    name = "redis pub/sub"
+
+    @abc.abstractmethod
+    def send_many(self, deliveries: Sequence[tuple[str, bytes]]) -> None:
+        """Send (gateway_id, payload) pairs, in order, in as few round trips as possible."""
+
+    @abc.abstractmethod
+    def listen(self, gateway_id: str, on_payload: Callable[[bytes], None]) -> None:
+        """Call ``on_payload`` for every payload sent to ``gateway_id`` (in the background)."""
+
+    @abc.abstractmethod
+    def stop_listening(self, gateway_id: str) -> None: ...
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
