@@ -129,6 +129,38 @@ class SeqCounter:
     ceiling: int
 
 
+@dataclass(frozen=True)
+class SeqRequest:
+    """Assign the next seq of ``conversation_id`` to a message, once per ``dedup_key``."""
+
+    conversation_id: str
+    dedup_key: str
+    msg_id: str
+    ts: int
+
+
+@dataclass(frozen=True)
+class SeqAssignment:
+    """The seq of a message; ``duplicate`` when the dedup key had one already.
+
+    A duplicate carries the first message's msg_id, seq and ts (and ceiling 0).
+    """
+
+    seq: int
+    ceiling: int
+    msg_id: str
+    ts: int
+    duplicate: bool
+
+    def encode(self) -> str:
+        return f"{self.msg_id}|{self.seq}|{self.ts}"
+
+    @classmethod
+    def decode(cls, value: str) -> SeqAssignment:
+        msg_id, seq, ts = value.split("|")
+        return cls(int(seq), 0, msg_id, int(ts), duplicate=True)
+
+
 class SequenceStore(abc.ABC):
     """Sequence numbers, dedup keys and small caches (Redis).
 
@@ -150,6 +182,14 @@ class SequenceStore(abc.ABC):
         Adapters override this to save round trips on the hot path.
         """
         return [self.incr_seq(conversation_id) for conversation_id in conversation_ids]
+
+    @abc.abstractmethod
+    def assign_seqs(
+        self, requests: Sequence[SeqRequest], dedup_ttl_seconds: int
+    ) -> list[SeqAssignment | None]:
+        """Atomically per request: the earlier assignment of its dedup key, or
+        the conversation's next seq recorded under that key; None when the
+        conversation's counter is unknown (nothing is recorded then)."""
 
     @abc.abstractmethod
     def init_seq(self, conversation_id: str, seq: int, ceiling: int) -> None:

@@ -6,12 +6,13 @@ the cache need not, so it lives in memory.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from imchat.backends.base import SeqCounter, SequenceStore
+from imchat.backends.base import SeqAssignment, SeqCounter, SeqRequest, SequenceStore
 from imchat.backends.sqlite_file import SqliteFile
 
 SCHEMA = """
@@ -52,6 +53,40 @@ class EmbeddedSequenceStore(SequenceStore):
                 ).fetchone()
                 counters.append(SeqCounter(row[0], row[1]) if row else None)
         return counters
+
+    def assign_seqs(
+        self, requests: Sequence[SeqRequest], dedup_ttl_seconds: int
+    ) -> list[SeqAssignment | None]:
+        now = time.time()
+        results: list[SeqAssignment | None] = []
+        with self._db.transaction() as db:
+            for request in requests:
+                results.append(self._assign(db, request, now, dedup_ttl_seconds))
+        return results
+
+    @staticmethod
+    def _assign(
+        db: sqlite3.Connection, request: SeqRequest, now: float, ttl: int
+    ) -> SeqAssignment | None:
+        earlier = db.execute(
+            "SELECT value FROM dedup_claims WHERE key = ? AND expires_at > ?",
+            (request.dedup_key, now),
+        ).fetchone()
+        if earlier:
+            return SeqAssignment.decode(str(earlier[0]))
+        row = db.execute(
+            "UPDATE seq_counters SET seq = seq + 1 WHERE conversation_id = ? "
+            "RETURNING seq, ceiling",
+            (request.conversation_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        assignment = SeqAssignment(row[0], row[1], request.msg_id, request.ts, duplicate=False)
+        db.execute(
+            "INSERT OR REPLACE INTO dedup_claims (key, value, expires_at) VALUES (?, ?, ?)",
+            (request.dedup_key, assignment.encode(), now + ttl),
+        )
+        return assignment
 
     def init_seq(self, conversation_id: str, seq: int, ceiling: int) -> None:
         with self._db.transaction() as db:

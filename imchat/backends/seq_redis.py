@@ -22,7 +22,13 @@ from redis.commands.core import Script
 from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
-from imchat.backends.base import BackendUnavailable, SeqCounter, SequenceStore
+from imchat.backends.base import (
+    BackendUnavailable,
+    SeqAssignment,
+    SeqCounter,
+    SeqRequest,
+    SequenceStore,
+)
 from imchat.config import Settings
 
 # ------------------------------------------------------------------ keys
@@ -59,6 +65,25 @@ end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local ceiling = tonumber(redis.call('HGET', KEYS[1], 'ceiling')) or 0
 return {seq, ceiling}
+"""
+
+# The bus consumer's one call per message: the earlier assignment of the
+# sender's client id, or the next seq recorded under it, atomically, so a
+# batch replayed after a crash or a lost reply reuses its seqs (no gap, no
+# repeat). The dedup key carries the conversation's hash tag (same slot).
+ASSIGN_SEQ_LUA = """
+local earlier = redis.call('GET', KEYS[2])
+if earlier then
+  return {0, 0, earlier}
+end
+if redis.call('HEXISTS', KEYS[1], 'seq') == 0 then
+  return false
+end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local ceiling = tonumber(redis.call('HGET', KEYS[1], 'ceiling')) or 0
+local value = ARGV[1] .. '|' .. seq .. '|' .. ARGV[2]
+redis.call('SET', KEYS[2], value, 'EX', ARGV[3])
+return {seq, ceiling, value}
 """
 
 INIT_SEQ_LUA = """
@@ -101,6 +126,21 @@ def _unavailable_on_error(operation: str) -> Iterator[None]:
         raise BackendUnavailable("redis", f"{operation}: {type(exc).__name__}: {exc}") from exc
 
 
+def assign_key(request: SeqRequest) -> str:
+    """The dedup key of an assignment, in its conversation's slot."""
+    return f"{DEDUP_PREFIX}{{{request.conversation_id}}}:{request.dedup_key}"
+
+
+def _assignment(reply: Any) -> SeqAssignment | None:
+    if reply is None:
+        return None
+    seq, ceiling, value = reply
+    earlier = SeqAssignment.decode(value.decode() if isinstance(value, bytes) else value)
+    if int(seq) == 0:
+        return earlier
+    return SeqAssignment(int(seq), int(ceiling), earlier.msg_id, earlier.ts, duplicate=False)
+
+
 def _counter(reply: Any) -> SeqCounter | None:
     """The INCR_SEQ_LUA reply: None for an unknown counter, else [seq, ceiling]."""
     if reply is None:
@@ -123,6 +163,7 @@ class RedisSequenceStore(SequenceStore):
             retry=Retry(NoBackoff(), 0),
         )
         self._incr_script = self._client.register_script(INCR_SEQ_LUA)
+        self._assign_script = self._client.register_script(ASSIGN_SEQ_LUA)
         self._init_script = self._client.register_script(INIT_SEQ_LUA)
         self._raise_script = self._client.register_script(RAISE_CEILING_LUA)
         self._release_script = self._client.register_script(RELEASE_DEDUP_LUA)
@@ -151,6 +192,33 @@ class RedisSequenceStore(SequenceStore):
                     return results
                 self._incr_script.sha = self._client.script_load(INCR_SEQ_LUA)
         raise BackendUnavailable("redis", "incr_seqs: the server keeps losing the script")
+
+    def assign_seqs(
+        self, requests: Sequence[SeqRequest], dedup_ttl_seconds: int
+    ) -> list[SeqAssignment | None]:
+        """All requests in one pipelined round trip (two if the script was lost)."""
+        replies: list[Any] = [None] * len(requests)
+        todo = list(range(len(requests)))
+        with _unavailable_on_error("assign_seqs"):
+            for _ in range(2):
+                pipe = self._client.pipeline(transaction=False)
+                for i in todo:
+                    r = requests[i]
+                    keys = (seq_key(r.conversation_id), assign_key(r))
+                    pipe.evalsha(
+                        self._assign_script.sha, 2, *keys, r.msg_id, r.ts, dedup_ttl_seconds
+                    )
+                for i, reply in zip(todo, pipe.execute(raise_on_error=False), strict=True):
+                    replies[i] = reply
+                # A NOSCRIPT call did not run: run just those again.
+                todo = [i for i in todo if isinstance(replies[i], NoScriptError)]
+                if not todo:
+                    break
+                self._assign_script.sha = self._client.script_load(ASSIGN_SEQ_LUA)
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            return [_assignment(reply) for reply in replies]
 
     def _evalsha_pipelined(self, script: Script, keys: Sequence[str]) -> list[Any]:
         # EVALSHA by hand: redis-py's Script in a pipeline first sends SCRIPT

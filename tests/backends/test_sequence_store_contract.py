@@ -21,7 +21,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from imchat.backends.base import BackendUnavailable, SeqCounter, SequenceStore
+from imchat.backends.base import (
+    BackendUnavailable,
+    SeqAssignment,
+    SeqCounter,
+    SeqRequest,
+    SequenceStore,
+)
 from imchat.backends.seq_embedded import EmbeddedSequenceStore
 from imchat.backends.seq_redis import RedisSequenceStore, seq_key
 from imchat.config import Settings
@@ -152,6 +158,32 @@ def test_concurrent_incr_hands_out_each_seq_exactly_once(store: SequenceStore, c
 
 
 # ---------------------------------------------------------------- dedup
+def test_assign_seqs_hands_out_the_next_seqs_and_remembers_them(
+    store: SequenceStore, conv: Conv
+) -> None:
+    c = conv("assign")
+    store.init_seq(c, 0, 100)
+    first = [SeqRequest(c, f"alice:{n}", f"m{n}", 1000 + n) for n in range(3)]
+    assert store.assign_seqs(first, 60) == [
+        SeqAssignment(n + 1, 100, f"m{n}", 1000 + n, duplicate=False) for n in range(3)
+    ]
+    # A replayed batch (a resend, or a consumer that crashed before committing)
+    # gets the first assignment back and consumes no seq.
+    replay = [SeqRequest(c, "alice:1", "other-id", 9999), SeqRequest(c, "alice:9", "m9", 5)]
+    assert store.assign_seqs(replay, 60) == [
+        SeqAssignment(2, 0, "m1", 1001, duplicate=True),
+        SeqAssignment(4, 100, "m9", 5, duplicate=False),
+    ]
+
+
+def test_assign_seqs_on_unknown_counter_records_nothing(store: SequenceStore, conv: Conv) -> None:
+    c = conv("assign-unknown")
+    request = SeqRequest(c, "bob:1", "m1", 1)
+    assert store.assign_seqs([request], 60) == [None]
+    store.init_seq(c, 41, 50)
+    assert store.assign_seqs([request], 60) == [SeqAssignment(42, 50, "m1", 1, duplicate=False)]
+
+
 def test_claim_dedup_keeps_the_first_value(store: SequenceStore, conv: Conv) -> None:
     assert store.claim_dedup(conv("alice:c1"), "msg-1", 60) is None
     assert store.claim_dedup(conv("alice:c1"), "msg-2", 60) == "msg-1"
