@@ -128,4 +128,21 @@ class SequenceSnapshot(Base):
     )
 
 
-__all__ = ["ROLES", "Base", "Group", "GroupMember", "OfflineMessage", "SequenceSnapshot", "User"]
+__all__ = ["ROLES", "Base", "DeliveryMark", "Group", "GroupMember", "OfflineMessage", "SequenceSnapshot", "User"]
+
+
+class DeliveryMark(Base):
+    """How far a user has confirmed each conversation (``delivered`` frames).
+
+    Pending rows at or below the mark are never pushed, so a pending row
+    stored after its ``delivered`` arrived (the two race) is harmless.
+    """
+
+    __tablename__ = "delivery_marks"
+
+    user_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(CONVERSATION_ID, primary_key=True)
+    sequence_number: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime, server_default=func.now(), onupdate=func.now()
+    )

@@ -21,7 +21,10 @@ from imchat.config import Settings
 
 INITIAL = "0001_initial_schema"
 SAMPLE = "0002_sample_data"
-TABLES = {"users", "groups", "group_members", "offline_messages", "sequence_snapshots"}
+MARKS = "0003_delivery_marks"
+HEAD = MARKS
+INITIAL_TABLES = {"users", "groups", "group_members", "offline_messages", "sequence_snapshots"}
+TABLES = INITIAL_TABLES | {"delivery_marks"}
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -79,15 +82,15 @@ def query(settings: Settings, sql: str, **params: Any) -> list[Any]:
 
 
 def test_history_lists_the_revisions_oldest_first() -> None:
-    assert migrate.history() == [INITIAL, SAMPLE]
-    assert migrate.head() == SAMPLE
+    assert migrate.history() == [INITIAL, SAMPLE, MARKS]
+    assert migrate.head() == HEAD
 
 
 def test_upgrade_check_downgrade_to_base_and_upgrade_again(db: Settings) -> None:
     migrate.upgrade(db)
 
     assert table_names(db) == TABLES | {"alembic_version"}
-    assert migrate.status(db) == {"current": SAMPLE, "head": SAMPLE, "pending": []}
+    assert migrate.status(db) == {"current": HEAD, "head": HEAD, "pending": []}
     assert migrate.check(db) == []
 
     migrate.downgrade(db, "base")
@@ -103,13 +106,17 @@ def test_downgrade_one_step_at_a_time(db: Settings) -> None:
     migrate.upgrade(db)
 
     migrate.downgrade(db)
-    assert migrate.status(db) == {"current": INITIAL, "head": SAMPLE, "pending": [SAMPLE]}
-    assert table_names(db) == TABLES | {"alembic_version"}
+    assert migrate.status(db) == {"current": SAMPLE, "head": HEAD, "pending": [MARKS]}
+    assert table_names(db) == INITIAL_TABLES | {"alembic_version"}
+
+    migrate.downgrade(db)
+    assert migrate.status(db) == {"current": INITIAL, "head": HEAD, "pending": [SAMPLE, MARKS]}
+    assert table_names(db) == INITIAL_TABLES | {"alembic_version"}
 
     migrate.downgrade(db)
     assert migrate.current(db) is None
     assert table_names(db) <= {"alembic_version"}
-    assert migrate.status(db)["pending"] == [INITIAL, SAMPLE]
+    assert migrate.status(db)["pending"] == [INITIAL, SAMPLE, MARKS]
 
 
 def test_upgrade_creates_the_sqlite_files_directory(sqlite_settings: Settings) -> None:
@@ -120,14 +127,14 @@ def test_upgrade_creates_the_sqlite_files_directory(sqlite_settings: Settings) -
 
 def test_reading_a_missing_sqlite_database_creates_nothing(sqlite_settings: Settings) -> None:
     assert migrate.current(sqlite_settings) is None
-    assert migrate.status(sqlite_settings)["pending"] == [INITIAL, SAMPLE]
+    assert migrate.status(sqlite_settings)["pending"] == [INITIAL, SAMPLE, MARKS]
     assert "does not exist" in migrate.check(sqlite_settings)[0]
     assert not sqlite_settings.data_path.exists()
 
 
 def test_no_sample_data_by_default(db: Settings) -> None:
     migrate.upgrade(db)
-    assert migrate.current(db) == SAMPLE
+    assert migrate.current(db) == HEAD
     for table in ("users", "`groups`" if _is_mysql(db) else '"groups"', "group_members"):
         assert query(db, f"SELECT COUNT(*) FROM {table}")[0][0] == 0
 
@@ -152,7 +159,7 @@ def test_sample_data_when_asked_and_gone_after_its_downgrade(db: Settings) -> No
         db,
         "INSERT INTO users (user_id, username, password_hash) VALUES ('d1', 'dave', 'x')",
     )
-    migrate.downgrade(db)
+    migrate.downgrade(db, INITIAL)
     assert migrate.current(db) == INITIAL
     assert [row.username for row in query(db, "SELECT username FROM users")] == ["dave"]
     assert _groups(db) == []
@@ -183,8 +190,9 @@ def test_check_reports_a_database_behind_head(db: Settings) -> None:
 
     differences = migrate.check(db)
 
-    assert len(differences) == 1
-    assert f"pending: {SAMPLE}" in differences[0]
+    assert f"pending: {SAMPLE}, {MARKS}" in differences[0]
+    # The tables of the pending revisions are missing, and named.
+    assert differences[1:] == ["add_table Table delivery_marks [models only]"]
 
 
 @pytest.mark.unit
@@ -193,7 +201,7 @@ def test_check_reports_a_revision_this_code_does_not_know(sqlite_settings: Setti
     query(sqlite_settings, "UPDATE alembic_version SET version_num = '0099_from_the_future'")
 
     assert migrate.check(sqlite_settings) == [
-        f"database is at revision 0099_from_the_future, unknown to this code (head {SAMPLE})"
+        f"database is at revision 0099_from_the_future, unknown to this code (head {HEAD})"
     ]
 
 
@@ -246,7 +254,7 @@ def test_alembic_cli_uses_imchat_settings_and_the_sample_data_flag(
         timeout=60,
     )
 
-    assert migrate.current(sqlite_settings) == SAMPLE
+    assert migrate.current(sqlite_settings) == HEAD
     assert query(sqlite_settings, "SELECT COUNT(*) FROM users")[0][0] == 3
 
 
