@@ -128,7 +128,16 @@ class SequenceSnapshot(Base):
     )
 
 
-__all__ = ["ROLES", "Base", "DeliveryMark", "Group", "GroupMember", "OfflineMessage", "SequenceSnapshot", "User"]
+__all__ = [
+    "ROLES",
+    "Base",
+    "DeliveryMark",
+    "Group",
+    "GroupMember",
+    "OfflineMessage",
+    "SequenceSnapshot",
+    "User",
+]
 
 
 class DeliveryMark(Base):
