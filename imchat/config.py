@@ -35,6 +35,17 @@ class Settings:
 
     secret_key: str = ""
     token_ttl_seconds: int = DAY
+    # argon2id cost (the library's recommended defaults).
+    password_hash_time_cost: int = 3
+    password_hash_memory_kib: int = 65536
+    password_hash_parallelism: int = 4
+    # Rate limits on the account endpoints; 0 turns one off.
+    login_limit_per_address: int = 10
+    login_limit_per_username: int = 5
+    login_window_seconds: int = 60
+    register_limit_per_address: int = 20
+    register_limit_per_username: int = 5
+    register_window_seconds: int = 3600
     log_format: str = ""  # "json" or "text"; empty: json in production, text embedded
     log_level: str = "INFO"
 
@@ -56,6 +67,7 @@ class Settings:
     kafka_replication_factor: int = 3
     kafka_min_insync_replicas: int = 2
     kafka_client_id: str = "imchat"
+    kafka_consumer_group: str = "imchat-delivery"
 
     # Sequence numbers are reserved durably in blocks of this size.
     seq_snapshot_interval: int = 10_000

@@ -1,0 +1,47 @@
+"""Profiles: GET/PATCH /api/v1/users/me, GET /api/v1/users/{user_id}."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify
+
+from imchat.api import schemas
+from imchat.api.auth_guard import current_user_id, require_auth
+from imchat.api.openapi import operation
+from imchat.factory import services_of
+from imchat.services import users as user_service
+
+bp = Blueprint("users", __name__, url_prefix="/api/v1/users")
+
+
+@bp.get("/me")
+@operation("the caller's profile", 200, schemas.ProfileSchema, tag="users")
+@require_auth
+def get_me() -> Response:
+    user = user_service.profile(services_of(current_app), current_user_id())
+    return jsonify(schemas.ProfileSchema().dump(user))
+
+
+@bp.patch("/me")
+@operation(
+    "change display_name, email or avatar_url (null clears)",
+    200,
+    schemas.ProfileSchema,
+    schemas.ProfileUpdateSchema,
+    (400, 413),
+    "users",
+)
+@require_auth
+def patch_me() -> Response:
+    changes = schemas.load(schemas.ProfileUpdateSchema())
+    user = user_service.update_profile(services_of(current_app), current_user_id(), changes)
+    return jsonify(schemas.ProfileSchema().dump(user))
+
+
+@bp.get("/<user_id>")
+@operation(
+    "another user's public profile", 200, schemas.PublicProfileSchema, errors=(404,), tag="users"
+)
+@require_auth
+def get_user(user_id: str) -> Response:
+    user = user_service.profile(services_of(current_app), user_id)
+    return jsonify(schemas.PublicProfileSchema().dump(user))

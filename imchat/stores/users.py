@@ -1,0 +1,103 @@
+"""SQL for user accounts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from imchat.models import User
+
+# The profile fields a user may change after registering.
+EDITABLE = ("display_name", "email", "avatar_url")
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    user_id: str
+    username: str
+    email: str | None
+    display_name: str | None
+    avatar_url: str | None
+    password_hash: str
+    created_at: datetime | None
+
+
+def _record(user: User) -> UserRecord:
+    return UserRecord(
+        user_id=user.user_id,
+        username=user.username,
+        email=user.email,
+        display_name=user.display_name,
+        avatar_url=user.avatar_url,
+        password_hash=user.password_hash,
+        created_at=user.created_at,
+    )
+
+
+def insert(
+    session: Session,
+    user_id: str,
+    username: str,
+    password_hash: str,
+    created_at: datetime,
+    **profile: Any,
+) -> UserRecord:
+    """Add a user; the unique username raises IntegrityError on flush when taken."""
+    user = User(
+        user_id=user_id,
+        username=username,
+        password_hash=password_hash,
+        created_at=created_at,
+        updated_at=created_at,
+        **{k: v for k, v in profile.items() if k in EDITABLE},
+    )
+    session.add(user)
+    session.flush()
+    return _record(user)
+
+
+def by_id(session: Session, user_id: str) -> UserRecord | None:
+    user = session.get(User, user_id)
+    return _record(user) if user else None
+
+
+def by_username(session: Session, username: str) -> UserRecord | None:
+    user = session.scalars(select(User).where(User.username == username)).first()
+    return _record(user) if user else None
+
+
+def username_taken(session: Session, username: str) -> bool:
+    return session.scalar(select(User.user_id).where(User.username == username)) is not None
+
+
+def exists(session: Session, user_id: str) -> bool:
+    return session.scalar(select(User.user_id).where(User.user_id == user_id)) is not None
+
+
+def missing(session: Session, user_ids: Iterable[str]) -> list[str]:
+    """Those of ``user_ids`` that name no user, in the order given."""
+    wanted = list(dict.fromkeys(user_ids))
+    if not wanted:
+        return []
+    found = set(session.scalars(select(User.user_id).where(User.user_id.in_(wanted))))
+    return [u for u in wanted if u not in found]
+
+
+def update_profile(
+    session: Session, user_id: str, changes: Mapping[str, Any], now: datetime
+) -> UserRecord | None:
+    """Apply the editable fields of ``changes``; None when the user is gone."""
+    user = session.get(User, user_id)
+    if user is None:
+        return None
+    for name in EDITABLE:
+        if name in changes:
+            setattr(user, name, changes[name])
+    user.updated_at = now
+    session.flush()
+    return _record(user)

@@ -1,0 +1,118 @@
+"""Random and near-valid bodies on every route: never a 500, never a non-JSON answer."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from .support import ApiClient, User
+
+# Any JSON document, small.
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+# Text that is valid JSON but not storable UTF-8, and other awkward strings.
+odd_text = st.sampled_from(["\ud800", "a\x00b", "", " ", "é" * 40, "x" * 300, "abc\n"])
+
+
+def field(valid: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Mostly a plausible value, sometimes anything at all."""
+    return st.one_of(valid, valid, odd_text, json_values)
+
+
+def near_valid(**fields: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """A body with some of the route's fields, and now and then an unknown one."""
+    return st.fixed_dictionaries(
+        {}, optional={**{k: field(v) for k, v in fields.items()}, "extra": json_values}
+    )
+
+
+def routes(ids: st.SearchStrategy[str]) -> list[tuple[str, str, st.SearchStrategy[Any]]]:
+    """(method, path template, body strategy) of every API route."""
+    username = st.from_regex(r"\A[a-z0-9_]{3,32}\Z") | st.sampled_from(["fuzz_user"])
+    profile = {
+        "display_name": st.text(max_size=70) | st.none(),
+        "email": st.emails() | st.none(),
+        "avatar_url": st.sampled_from(["https://cdn.example.com/a.png", "ftp://x/y", "http://"]),
+    }
+    return [
+        (
+            "POST",
+            "/auth/register",
+            near_valid(username=username, password=st.text(max_size=140), **profile),
+        ),
+        ("POST", "/auth/login", near_valid(username=username, password=st.text(max_size=140))),
+        ("GET", "/users/me", st.none()),
+        ("PATCH", "/users/me", near_valid(**profile)),
+        ("GET", "/users/{user}", st.none()),
+        (
+            "POST",
+            "/groups",
+            near_valid(name=st.text(max_size=110), member_ids=st.lists(ids, max_size=4)),
+        ),
+        ("GET", "/groups/{group}", st.none()),
+        ("GET", "/groups/{group}/members", st.none()),
+        (
+            "POST",
+            "/groups/{group}/members",
+            near_valid(user_id=ids, role=st.sampled_from(["admin", "member", "owner"])),
+        ),
+        (
+            "PATCH",
+            "/groups/{group}/members/{user}",
+            near_valid(role=st.sampled_from(["owner", "admin", "member"])),
+        ),
+        ("DELETE", "/groups/{group}/members/{user}", st.none()),
+        ("GET", "/openapi.json", st.none()),
+    ]
+
+
+def test_no_route_answers_500_or_non_json(app: Flask) -> None:
+    api = ApiClient(app)
+    owner, member = api.user("owner"), api.user("member")
+    group_id = api.group(owner, member)
+    real_ids = [owner.user_id, member.user_id, group_id, "me"]
+    ids = st.sampled_from(real_ids) | st.text(max_size=40)
+    table = routes(ids)
+
+    @settings(
+        max_examples=500,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(
+        route=st.sampled_from(table),
+        data=st.data(),
+        caller=st.sampled_from([owner, member, None]),
+        raw=st.booleans(),
+    )
+    def check(
+        route: tuple[str, str, Any], data: st.DataObject, caller: User | None, raw: bool
+    ) -> None:
+        method, template, bodies = route
+        path = template.format(
+            group=quote(data.draw(ids), safe=""), user=quote(data.draw(ids), safe="")
+        )
+        body = data.draw(st.one_of(bodies, json_values))
+        payload = data.draw(st.binary(max_size=40)) if raw else json.dumps(body).encode()
+        # A new made-up client address per example keeps most calls under the rate limits.
+        api.client.environ_base["REMOTE_ADDR"] = (
+            f"198.51.{data.draw(st.integers(0, 255))}.{data.draw(st.integers(0, 255))}"
+        )
+        response = api.call(method, path, caller, data=payload, content_type="application/json")
+        assert response.status_code < 500, (method, path, payload, response.get_data(as_text=True))
+        if response.status_code != 204:
+            assert response.mimetype == "application/json", (method, path, response.status_code)
+            assert isinstance(response.json, (dict, list))
+
+    check()
