@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -45,6 +46,18 @@ def cmd_create_topics(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
+    from imchat import logs
+    from imchat.consumer import DeliveryConsumer
+    from imchat.container import Services
+
+    logs.configure(settings)
+    consumer = DeliveryConsumer(Services(settings))
+    with contextlib.suppress(KeyboardInterrupt):
+        consumer.run()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m imchat")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -57,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     db.set_defaults(func=cmd_db)
     topics = sub.add_parser("create-topics", help="create the Kafka topics (idempotent)")
     topics.set_defaults(func=cmd_create_topics)
+    consume = sub.add_parser("consume", help="run the bus consumer (delivery)")
+    consume.set_defaults(func=cmd_consume)
     # Parsed by imchat.infra_check itself (see main).
     sub.add_parser("check-infra", help="check etcd, MySQL, Redis and Kafka", add_help=False)
     return parser

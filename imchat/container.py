@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 
-from imchat.backends.base import BackendUnavailable, MessageBus, Router, SequenceStore
+from imchat.backends.base import (
+    BackendUnavailable,
+    GatewayChannel,
+    MessageBus,
+    Router,
+    SequenceStore,
+)
 from imchat.config import Settings
 from imchat.db import Database, make_engine
 
@@ -60,6 +66,17 @@ class Services:
         from imchat.backends.seq_embedded import EmbeddedSequenceStore
 
         return EmbeddedSequenceStore(self._data_file("embedded-seq.sqlite3"))
+
+    @cached_property
+    def channel(self) -> GatewayChannel:
+        """Consumer-to-gateway deliveries: Redis pub/sub, or a direct call embedded."""
+        if self.settings.redis_url:
+            from imchat.backends.channel_redis import RedisChannel
+
+            return RedisChannel(self.settings)
+        from imchat.backends.channel_embedded import EmbeddedChannel
+
+        return EmbeddedChannel()
 
     @cached_property
     def celery(self) -> Celery:
@@ -125,7 +142,7 @@ class Services:
             conn.ensure_connection(max_retries=1, timeout=1)
 
     def close(self) -> None:
-        for name in ("bus", "router", "seqs"):
+        for name in ("channel", "bus", "router", "seqs"):
             if name in self.__dict__:
                 getattr(self, name).close()
         if "db" in self.__dict__:

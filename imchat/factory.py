@@ -28,8 +28,10 @@ def create_app(
     errors.init_app(app)
 
     from imchat import api
+    from imchat.gateway import ws
 
     api.init_app(app)
+    ws.init_app(app)
     return app
 
 

@@ -6,6 +6,8 @@ import logging
 
 from flask import Flask
 
+from imchat.topics import TOPICS
+
 log = logging.getLogger("imchat.serve")
 
 
@@ -23,6 +25,21 @@ def prepare(app: Flask) -> None:
         from imchat import migrate
 
         migrate.upgrade(settings)
+    start_embedded_consumer(app)
+
+
+def start_embedded_consumer(app: Flask) -> None:
+    """With the embedded bus, nobody else can read it: consume in this process."""
+    from imchat.consumer import DeliveryConsumer
+    from imchat.factory import services_of
+
+    services = services_of(app)
+    if services.settings.kafka_bootstrap_servers or "imchat.consumer" in app.extensions:
+        return
+    services.bus.ensure_topics(TOPICS, 1, 1)
+    consumer = DeliveryConsumer(services)
+    consumer.start()
+    app.extensions["imchat.consumer"] = consumer
 
 
 def serve(app: Flask, host: str, port: int) -> None:

@@ -531,11 +531,6 @@ def test_im_migrate_migrates_the_apps_database() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SystemExit,
-    reason="`python -m imchat consume` is issue 4 (docs/architecture.md), not in imchat.cli yet",
-)
 def test_consumer_runs_an_existing_imchat_command() -> None:
     args = argv(service(APP, "consumer").get("command"))
     assert args[:3] == IMCHAT_CLI, f"{where(APP, 'consumer')}: command {args}"

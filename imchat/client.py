@@ -1,0 +1,225 @@
+"""A Python client for imchat's contract (CONTRACT.md): the REST calls and a
+WebSocket connection that sends with client ids, waits for acks, receives,
+confirms delivery and reconnects.
+
+Threads, not asyncio: a background reader thread per connection keeps the
+API a plain blocking one that works from scripts, tests, bots and, after
+``gevent.monkey.patch_all()``, from greenlets (the threads become greenlets).
+
+    api = ApiClient("http://127.0.0.1:8000")
+    alice = api.register_and_login("alice", "correct horse")
+    with api.connect(alice.token) as chat:
+        ack = chat.send(to=bob_id, body="hi")   # blocks until the ack
+        msg = chat.receive()                    # the next msg frame for alice
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import websocket
+
+Frame = dict[str, Any]
+
+
+class ChatError(Exception):
+    """An ``error`` frame, or an HTTP error body of the contract."""
+
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code, self.message, self.status = code, message, status
+
+
+@dataclass(frozen=True)
+class Session:
+    user_id: str
+    username: str
+    token: str
+
+
+class ApiClient:
+    """The HTTP API under /api/v1."""
+
+    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base_url + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as err:
+            error = json.loads(err.read() or b"{}").get("error", {})
+            raise ChatError(error.get("code", "http"), error.get("message", ""), err.code) from None
+        return json.loads(raw) if raw else None
+
+    def register(self, username: str, password: str, **profile: Any) -> Frame:
+        result: Frame = self.call(
+            "POST", "/api/v1/auth/register", {"username": username, "password": password, **profile}
+        )
+        return result
+
+    def login(self, username: str, password: str) -> Session:
+        body = self.call("POST", "/api/v1/auth/login", {"username": username, "password": password})
+        return Session(body["user_id"], username, body["access_token"])
+
+    def register_and_login(self, username: str, password: str, **profile: Any) -> Session:
+        self.register(username, password, **profile)
+        return self.login(username, password)
+
+    def create_group(self, token: str, name: str, member_ids: list[str]) -> Frame:
+        body = {"name": name, "member_ids": member_ids}
+        result: Frame = self.call("POST", "/api/v1/groups", body, token)
+        return result
+
+    def add_member(self, token: str, group_id: str, user_id: str, role: str = "member") -> None:
+        body = {"user_id": user_id, "role": role}
+        self.call("POST", f"/api/v1/groups/{group_id}/members", body, token)
+
+    def remove_member(self, token: str, group_id: str, user_id: str) -> None:
+        self.call("DELETE", f"/api/v1/groups/{group_id}/members/{user_id}", token=token)
+
+    def connect(self, token: str, timeout: float = 10.0) -> ChatConnection:
+        return ChatConnection(self.base_url, token, timeout)
+
+
+class ChatConnection:
+    """One WebSocket. Frames are sorted into acks (by client id), messages,
+    events and errors as they arrive; every call blocks at most ``timeout``."""
+
+    def __init__(self, base_url: str, token: str, timeout: float = 10.0) -> None:
+        parts = urlsplit(base_url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        self.url = f"{scheme}://{parts.netloc}/ws?token={token}"
+        self.timeout = timeout
+        self.messages: queue.Queue[Frame] = queue.Queue()
+        self.events: queue.Queue[Frame] = queue.Queue()
+        self.errors: queue.Queue[Frame] = queue.Queue()
+        self._acks: dict[str, queue.Queue[Frame]] = {}
+        self._lock = threading.Lock()
+        self._synced: queue.Queue[int] = queue.Queue()
+        self._pongs: queue.Queue[Frame] = queue.Queue()
+        self.synced_count: int | None = None
+        self._open()
+
+    def _open(self) -> None:
+        self.ws = websocket.create_connection(self.url, timeout=self.timeout)
+        self.ws.settimeout(None)
+        self._reader = threading.Thread(target=self._read_loop, args=(self.ws,), daemon=True)
+        self._reader.start()
+
+    def _read_loop(self, ws: websocket.WebSocket) -> None:
+        while True:
+            try:
+                raw = ws.recv()
+            except Exception:
+                return
+            if not raw:
+                return
+            self._route(json.loads(raw))
+
+    def _route(self, frame: Frame) -> None:
+        kind = frame.get("type")
+        if kind == "ack" or (kind == "error" and frame.get("id") in self._acks):
+            self._ack_queue(frame["id"]).put(frame)
+        elif kind == "msg":
+            self.messages.put(frame)
+        elif kind == "event":
+            self.events.put(frame)
+        elif kind == "synced":
+            self.synced_count = int(frame["count"])
+            self._synced.put(self.synced_count)
+        elif kind == "pong":
+            self._pongs.put(frame)
+        else:
+            self.errors.put(frame)
+
+    def _ack_queue(self, cid: str) -> queue.Queue[Frame]:
+        with self._lock:
+            return self._acks.setdefault(cid, queue.Queue())
+
+    # ------------------------------------------------------------- sending
+    def send_frame(self, frame: Frame) -> None:
+        self.ws.send(json.dumps(frame))
+
+    def send_nowait(
+        self, body: str, to: str | None = None, group: str | None = None, cid: str | None = None
+    ) -> str:
+        """Send a message; return its client id (wait for it with ``wait_ack``)."""
+        cid = cid or uuid.uuid4().hex
+        self._ack_queue(cid)
+        frame: Frame = {"type": "send", "id": cid, "body": body}
+        frame.update({"to": to} if to is not None else {"group": group})
+        self.send_frame(frame)
+        return cid
+
+    def wait_ack(self, cid: str, timeout: float | None = None) -> Frame:
+        """The ack of ``cid``; ChatError when the server answered with an error."""
+        try:
+            frame = self._ack_queue(cid).get(timeout=timeout or self.timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no ack for {cid}") from None
+        if frame["type"] == "error":
+            raise ChatError(frame["code"], frame["message"])
+        return frame
+
+    def send(
+        self, body: str, to: str | None = None, group: str | None = None, cid: str | None = None
+    ) -> Frame:
+        """Send and wait for the ack; safe to call again with the same ``cid``."""
+        return self.wait_ack(self.send_nowait(body, to=to, group=group, cid=cid))
+
+    def confirm(self, conversation_id: str, seq: int) -> None:
+        """Tell the server everything of the conversation up to ``seq`` arrived."""
+        self.send_frame({"type": "delivered", "conversation_id": conversation_id, "seq": seq})
+
+    def ping(self) -> Frame:
+        self.send_frame({"type": "ping"})
+        return self._pongs.get(timeout=self.timeout)
+
+    # ----------------------------------------------------------- receiving
+    def wait_synced(self, timeout: float | None = None) -> int:
+        """The count of pending messages pushed on connect, once ``synced`` arrives."""
+        return self._synced.get(timeout=timeout or self.timeout)
+
+    def receive(self, timeout: float | None = None) -> Frame:
+        """The next ``msg`` frame."""
+        return self.messages.get(timeout=timeout or self.timeout)
+
+    def receive_event(self, timeout: float | None = None) -> Frame:
+        return self.events.get(timeout=timeout or self.timeout)
+
+    def next_error(self, timeout: float | None = None) -> Frame:
+        return self.errors.get(timeout=timeout or self.timeout)
+
+    # ------------------------------------------------------------ lifetime
+    def reconnect(self) -> None:
+        """Open a new socket: pending messages are pushed again, then ``synced``."""
+        self.close()
+        self._open()
+
+    def close(self) -> None:
+        self.ws.close()
+        self._reader.join(timeout=5)
+
+    def __enter__(self) -> ChatConnection:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

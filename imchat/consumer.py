@@ -1,0 +1,70 @@
+"""The bus consumer: polls message and membership records in batches and
+delivers them (``imchat.services.delivery``), committing offsets after.
+
+Production runs it as its own process (``python -m imchat consume``); the
+embedded default runs it in a background thread of the one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from imchat.backends.base import BusConsumer
+from imchat.container import Services
+from imchat.services.delivery import process_records
+from imchat.topics import DIRECT_MSG, GROUP_MSG, MEMBERSHIP_CHANGE
+
+log = logging.getLogger("imchat.consumer")
+TOPICS = (DIRECT_MSG.name, GROUP_MSG.name, MEMBERSHIP_CHANGE.name)
+BATCH = 500
+# Short waits: latency matters more than fewer, fuller fetches.
+POLL_SECONDS = 0.05
+RETRY_SECONDS = 0.5
+
+
+class DeliveryConsumer:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="imchat-consumer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self) -> None:
+        consumer: BusConsumer | None = None
+        while not self.stopping.is_set():
+            try:
+                if consumer is None:
+                    group = self.services.settings.kafka_consumer_group
+                    consumer = self.services.bus.subscribe(TOPICS, group)
+                self._poll_once(consumer)
+            except Exception:
+                log.exception("delivery batch failed; rewinding to the last commit")
+                # Closing and subscribing again restarts from the committed
+                # offsets, so the failed batch is processed again.
+                if consumer is not None:
+                    consumer.close()
+                consumer = None
+                self.stopping.wait(RETRY_SECONDS)
+        if consumer is not None:
+            consumer.close()
+
+    def _poll_once(self, consumer: BusConsumer) -> None:
+        records = consumer.poll_batch(BATCH, POLL_SECONDS)
+        if not records:
+            return
+        started = time.monotonic()
+        process_records(self.services, records)
+        consumer.commit()
+        log.debug(
+            "delivered %d records in %.1f ms", len(records), (time.monotonic() - started) * 1e3
+        )

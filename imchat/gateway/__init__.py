@@ -1,0 +1,1 @@
+"""The WebSocket gateway: connections, frames and their handlers."""

@@ -1,0 +1,91 @@
+"""``GET /ws?token=...``: the WebSocket endpoint (flask-sock)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+from flask_sock import ConnectionClosed, Sock
+
+from imchat.errors import APIError, error_response
+from imchat.gateway.connection import Connection
+from imchat.gateway.handlers import handle_frame
+from imchat.gateway.hub import Gateway
+from imchat.services.auth import verify_token
+from imchat.services.pending import load_pending
+
+log = logging.getLogger("imchat.gateway")
+sock = Sock()
+# Server keepalive: a ping every 25 s keeps idle connections open through proxies.
+PING_INTERVAL = 25
+_gateway_lock = threading.Lock()
+
+
+def gateway_of(app: Flask) -> Gateway:
+    """This process's gateway, started on first use (after a gunicorn fork)."""
+    gateway: Gateway | None = app.extensions.get("imchat.gateway")
+    if gateway is None:
+        with _gateway_lock:
+            gateway = app.extensions.get("imchat.gateway")
+            if gateway is None:
+                gateway = Gateway(app.extensions["imchat"])
+                gateway.start()
+                app.extensions["imchat.gateway"] = gateway
+    return gateway
+
+
+def init_app(app: Flask) -> None:
+    app.config["SOCK_SERVER_OPTIONS"] = {
+        "ping_interval": PING_INTERVAL,
+        "max_message_size": app.extensions["imchat"].settings.max_frame_bytes,
+    }
+    sock.init_app(app)
+    app.before_request(_authenticate_upgrade)
+
+
+def _authenticate_upgrade() -> Response | None:
+    """Refuse the upgrade with 401 before the handshake when the token is bad."""
+    if request.path != "/ws":
+        return None
+    token = request.args.get("token", "")
+    if not token:
+        return error_response(401, "unauthorized", "missing token")
+    try:
+        g.ws_user_id = verify_token(current_app.extensions["imchat"], token)
+    except APIError as err:
+        return error_response(err.status, err.code, err.message)
+    return None
+
+
+@sock.route("/ws")
+def websocket(ws: Any) -> None:
+    gateway = gateway_of(current_app)
+    conn = Connection(ws, g.ws_user_id)
+    gateway.attach(conn)
+    try:
+        conn.finish_sync(load_pending(gateway.services, conn.user_id))
+        while True:
+            handle_frame(gateway, conn, ws.receive())
+    except ConnectionClosed:
+        pass
+    finally:
+        conn.closed = True
+        gateway.detach(conn)
+        _close_cleanly(ws)
+
+
+def _close_cleanly(ws: Any) -> None:
+    """Finish the close handshake and shut the TCP connection down: under
+    gevent the server keeps its own reference to the socket, and without the
+    shutdown the client would wait out its close timeout."""
+    try:
+        if ws.connected:
+            ws.close()
+    except ConnectionClosed:
+        pass
+    with contextlib.suppress(OSError):
+        ws.sock.shutdown(socket.SHUT_RDWR)

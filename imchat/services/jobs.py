@@ -1,0 +1,35 @@
+"""Background jobs: Celery tasks in production, a direct call in the embedded default.
+
+The job functions take the Services and one JSON-able payload; tasks/jobs.py
+wraps each in a Celery task of the same name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from imchat.backends.base import BackendUnavailable
+from imchat.container import Services
+
+Job = Callable[[Services, Any], None]
+JOBS: dict[str, Job] = {}
+
+
+def job(name: str) -> Callable[[Job], Job]:
+    def register(func: Job) -> Job:
+        JOBS[name] = func
+        return func
+
+    return register
+
+
+def dispatch(services: Services, name: str, payload: Any) -> None:
+    """Run the job now (embedded) or hand it to Celery; raise BackendUnavailable if we cannot."""
+    if not services.settings.celery_broker_url:
+        JOBS[name](services, payload)
+        return
+    try:
+        services.celery.send_task(name, args=[payload])
+    except Exception as exc:  # kombu raises many types when the broker is down
+        raise BackendUnavailable("celery", str(exc)) from exc

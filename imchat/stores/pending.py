@@ -1,0 +1,90 @@
+"""Pending (offline) messages and delivery marks: the SQL of the delivery path."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from imchat.models import DeliveryMark, OfflineMessage
+
+PENDING_COLUMNS = (
+    "user_id",
+    "msg_id",
+    "conversation_id",
+    "sequence_number",
+    "sender_id",
+    "group_id",
+    "body",
+    "timestamp",
+)
+
+
+def _insert_ignoring_duplicates(
+    session: Session, table: Any, rows: Sequence[dict[str, Any]]
+) -> None:
+    if session.get_bind().dialect.name == "mysql":
+        session.execute(mysql_insert(table).prefix_with("IGNORE"), rows)
+    else:
+        session.execute(sqlite_insert(table).on_conflict_do_nothing(), rows)
+
+
+def store(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert pending rows; a row already there (same user and msg_id) is kept as is."""
+    if rows:
+        _insert_ignoring_duplicates(session, OfflineMessage.__table__, rows)
+
+
+def for_user(session: Session, user_id: str, limit: int) -> list[OfflineMessage]:
+    """The user's pending messages above their delivery marks, by conversation and seq."""
+    mark = DeliveryMark
+    query = (
+        select(OfflineMessage)
+        .outerjoin(
+            mark,
+            and_(
+                mark.user_id == OfflineMessage.user_id,
+                mark.conversation_id == OfflineMessage.conversation_id,
+            ),
+        )
+        .where(
+            OfflineMessage.user_id == user_id,
+            or_(
+                mark.sequence_number.is_(None),
+                OfflineMessage.sequence_number > mark.sequence_number,
+            ),
+        )
+        .order_by(OfflineMessage.conversation_id, OfflineMessage.sequence_number)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def confirm(session: Session, user_id: str, conversation_id: str, seq: int) -> None:
+    """Record that ``user_id`` has everything of the conversation up to ``seq``; drop those rows."""
+    raised = session.execute(
+        update(DeliveryMark)
+        .where(
+            DeliveryMark.user_id == user_id,
+            DeliveryMark.conversation_id == conversation_id,
+            DeliveryMark.sequence_number < seq,
+        )
+        .values(sequence_number=seq)
+    )
+    if raised.rowcount == 0:  # type: ignore[attr-defined]
+        _insert_ignoring_duplicates(
+            session,
+            DeliveryMark.__table__,
+            [{"user_id": user_id, "conversation_id": conversation_id, "sequence_number": seq}],
+        )
+    session.execute(
+        delete(OfflineMessage).where(
+            OfflineMessage.user_id == user_id,
+            OfflineMessage.conversation_id == conversation_id,
+            OfflineMessage.sequence_number <= seq,
+        )
+    )
