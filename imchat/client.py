@@ -15,6 +15,7 @@ API a plain blocking one that works from scripts, tests, bots and, after
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import threading
@@ -213,8 +214,12 @@ class ChatConnection:
         self._open()
 
     def close(self) -> None:
-        self.ws.close()
+        """Close handshake: the reader thread takes the server's close frame
+        (``ws.close()`` would wait for it on a socket the reader is draining)."""
+        with contextlib.suppress(Exception):
+            self.ws.send_close()
         self._reader.join(timeout=5)
+        self.ws.shutdown()
 
     def __enter__(self) -> ChatConnection:
         return self

@@ -80,17 +80,17 @@ def mysql_url() -> Iterator[str]:
         engine.dispose()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def redis_url() -> str:
     return require_service("redis")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def kafka_bootstrap() -> str:
     return require_service("kafka")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def etcd_endpoints() -> str:
     return require_service("etcd")
 

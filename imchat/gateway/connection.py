@@ -15,7 +15,12 @@ class Socket(Protocol):
 class Connection:
     """Serializes writes (several greenlets push to one socket) and holds live
     messages back while the pending ones are pushed on connect, so that each
-    conversation arrives in seq order and nothing twice."""
+    conversation arrives in seq order and nothing twice.
+
+    A message at or below the last seq this connection got in its
+    conversation is dropped: a batch replayed by the consumer after a crash,
+    or a message both pending and pushed live, reaches the socket once.
+    """
 
     def __init__(self, ws: Socket, user_id: str) -> None:
         self.ws = ws
@@ -24,7 +29,7 @@ class Connection:
         self._lock = threading.Lock()
         self._syncing = True
         self._held: list[dict[str, Any]] = []
-        self._synced_ids: set[str] = set()
+        self._last_seq: dict[str, int] = {}
         self.closed = False
 
     def send_frame(self, frame: dict[str, Any]) -> None:
@@ -42,14 +47,21 @@ class Connection:
             if self._syncing:
                 self._held.append(frame)
                 return
+        self._send_message(frame)
+
+    def _send_message(self, frame: dict[str, Any]) -> bool:
+        conversation_id, seq = frame["conversation_id"], frame["seq"]
+        with self._lock:
+            if seq <= self._last_seq.get(conversation_id, 0):
+                return False
+            self._last_seq[conversation_id] = seq
         self.send_frame(frame)
+        return True
 
     def finish_sync(self, pending: list[dict[str, Any]]) -> None:
         """Push the pending messages, ``synced``, then what arrived live meanwhile."""
-        for frame in pending:
-            self.send_frame(frame)
-        self.send_frame({"type": "synced", "count": len(pending)})
-        sent = {f["msg_id"] for f in pending}
+        count = sum(self._send_message(frame) for frame in pending)
+        self.send_frame({"type": "synced", "count": count})
         while True:
             with self._lock:
                 held, self._held = self._held, []
@@ -57,5 +69,4 @@ class Connection:
                     self._syncing = False
                     return
             for frame in held:
-                if frame["msg_id"] not in sent:
-                    self.send_frame(frame)
+                self._send_message(frame)

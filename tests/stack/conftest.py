@@ -1,0 +1,198 @@
+"""The production process set against the real services: two gateway
+processes, the bus consumer and a Celery worker, on MariaDB, Redis, the
+Kafka-protocol broker and etcd."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+
+from imchat import migrate
+from imchat.client import ApiClient, Session
+from imchat.config import load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK_REDIS_DB = 13
+CELERY_REDIS_DB = 12
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Process:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:  # the child keeps its own descriptor
+            self.popen = subprocess.Popen(
+                self.argv, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    def kill(self) -> None:
+        if self.popen and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGKILL)
+            self.popen.wait(10)
+
+    def stop(self) -> None:
+        if self.popen and self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    workdir: Path
+    gateway_ports: list[int]
+    processes: dict[str, Process] = field(default_factory=dict)
+
+    def url(self, gateway: int) -> str:
+        return f"http://127.0.0.1:{self.gateway_ports[gateway]}"
+
+    def api(self, gateway: int = 0) -> ApiClient:
+        return ApiClient(self.url(gateway))
+
+    def user(self) -> Session:
+        name = f"u{uuid.uuid4().hex[:10]}"
+        return self.api().register_and_login(name, "password123")
+
+    def add(self, name: str, argv: list[str]) -> Process:
+        process = Process(name, argv, self.env, self.workdir / f"{name}.log")
+        self.processes[name] = process
+        process.start()
+        return process
+
+    def restart(self, name: str) -> None:
+        process = self.processes[name]
+        process.kill()
+        process.start()
+        if name.startswith("gateway"):
+            wait_http(self.url(int(name[-1])) + "/healthz")
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.log.read_text(errors='replace')[-4000:]}"
+            for p in self.processes.values()
+            if p.log.exists()
+        )
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.stop()
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def warm_up(stack: Stack) -> None:
+    """One message through the whole path: the consumer has joined its group."""
+    alice, bob = stack.user(), stack.user()
+    with stack.api(0).connect(alice.token) as conn:
+        conn.wait_synced()
+        conn.wait_ack(conn.send_nowait("warm-up", to=bob.user_id), timeout=60)
+
+
+def stack_env(database_url: str, workdir: Path, unique: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMCHAT_")}
+    env.update(
+        IMCHAT_DATA_DIR=str(workdir / "var"),
+        IMCHAT_DATABASE_URL=database_url,
+        IMCHAT_REDIS_URL=f"redis://127.0.0.1:6379/{STACK_REDIS_DB}",
+        IMCHAT_CELERY_BROKER_URL=f"redis://127.0.0.1:6379/{CELERY_REDIS_DB}",
+        IMCHAT_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9092",
+        IMCHAT_KAFKA_REPLICATION_FACTOR="1",
+        IMCHAT_KAFKA_MIN_INSYNC_REPLICAS="1",
+        IMCHAT_KAFKA_CONSUMER_GROUP=f"imchat-delivery-{unique}",
+        IMCHAT_ETCD_ENDPOINTS="http://127.0.0.1:2379",
+        IMCHAT_ETCD_PREFIX=f"/imchat-stack-{unique}",
+        IMCHAT_SECRET_KEY="stack-test-secret-" + unique,
+        # Tests register many users from one address, and need no slow hashes.
+        IMCHAT_REGISTER_LIMIT_PER_ADDRESS="0",
+        IMCHAT_LOGIN_LIMIT_PER_ADDRESS="0",
+        IMCHAT_PASSWORD_HASH_TIME_COST="1",
+        IMCHAT_PASSWORD_HASH_MEMORY_KIB="1024",
+        IMCHAT_PASSWORD_HASH_PARALLELISM="1",
+        PYTHONPATH=str(ROOT),
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def stack(
+    mysql_url: str,
+    redis_url: str,
+    kafka_bootstrap: str,
+    etcd_endpoints: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    unique = uuid.uuid4().hex[:8]
+    workdir = tmp_path_factory.mktemp("stack")
+    env = stack_env(mysql_url, workdir, unique)
+    migrate.upgrade(load_settings(environ=env))
+    redis.Redis(db=STACK_REDIS_DB).flushdb()
+    subprocess.run([sys.executable, "-m", "imchat", "create-topics"], env=env, cwd=ROOT, check=True)
+    stack = Stack(env, workdir, [free_port(), free_port()])
+    try:
+        for index, port in enumerate(stack.gateway_ports):
+            stack.add(f"gateway{index}", [sys.executable, "app.py", "--port", str(port)])
+        stack.add("consumer", [sys.executable, "-m", "imchat", "consume"])
+        stack.add(
+            "worker",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tasks",
+                "worker",
+                "--pool",
+                "solo",
+                "--loglevel",
+                "INFO",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+        )
+        for index in range(len(stack.gateway_ports)):
+            wait_http(stack.url(index) + "/readyz")
+        warm_up(stack)
+        yield stack
+    except BaseException:
+        print(stack.logs())
+        raise
+    finally:
+        stack.stop()

@@ -1,0 +1,106 @@
+"""The whole production path: two gateways, the consumer, a Celery worker."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from imchat.client import ChatConnection
+
+from .conftest import STACK_REDIS_DB, Stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+
+def connect(stack: Stack, gateway: int, token: str) -> ChatConnection:
+    conn = stack.api(gateway).connect(token)
+    conn.wait_synced()
+    return conn
+
+
+def test_direct_message_crosses_gateways(stack: Stack) -> None:
+    alice, bob = stack.user(), stack.user()
+    with connect(stack, 0, alice.token) as a, connect(stack, 1, bob.token) as b:
+        ack = a.send("hello across gateways", to=bob.user_id)
+        msg = b.receive()
+        assert (msg["msg_id"], msg["seq"], msg["from"]) == (ack["msg_id"], 1, alice.user_id)
+        assert msg["conversation_id"] == ack["conversation_id"]
+        reply = b.send("and back", to=alice.user_id)
+        assert reply["seq"] == 2
+        assert a.receive()["body"] == "and back"
+
+
+def test_group_message_and_events_reach_members_on_both_gateways(stack: Stack) -> None:
+    owner, second, third = stack.user(), stack.user(), stack.user()
+    group = stack.api().create_group(owner.token, "across", [second.user_id])
+    with (
+        connect(stack, 0, owner.token) as o,
+        connect(stack, 1, second.token) as s,
+        connect(stack, 1, third.token) as t,
+    ):
+        stack.api().add_member(owner.token, group["group_id"], third.user_id)
+        for conn in (o, s, t):
+            event = conn.receive_event()
+            assert (event["event"], event["user_id"]) == ("member_added", third.user_id)
+        ack = o.send("hi all", group=group["group_id"])
+        for conn in (s, t):
+            msg = conn.receive()
+            assert (msg["msg_id"], msg["group"]) == (ack["msg_id"], group["group_id"])
+
+
+def test_pending_messages_follow_the_user_to_another_gateway(stack: Stack) -> None:
+    alice, bob = stack.user(), stack.user()
+    with connect(stack, 0, alice.token) as a:
+        acks = [a.send(f"m{i}", to=bob.user_id) for i in range(5)]
+    b = stack.api(1).connect(bob.token)
+    assert b.wait_synced() == 5
+    got = [b.receive() for _ in range(5)]
+    assert [m["seq"] for m in got] == [ack["seq"] for ack in acks] == [1, 2, 3, 4, 5]
+    b.confirm(got[-1]["conversation_id"], 5)
+    b.close()
+    # The confirmation is a Celery task: give the worker a moment.
+    deadline = time.monotonic() + 10
+    while True:
+        with stack.api(0).connect(bob.token) as again:
+            if again.wait_synced() == 0:
+                break
+        assert time.monotonic() < deadline, "delivered never trimmed the pending messages"
+        time.sleep(0.2)
+
+
+def test_a_dead_gateways_users_reconnect_elsewhere_and_get_pending(stack: Stack) -> None:
+    alice, bob = stack.user(), stack.user()
+    b = stack.api(1).connect(bob.token)
+    b.wait_synced()
+    stack.restart("gateway1")  # SIGKILL: no unregister, the lease lingers
+    with connect(stack, 0, alice.token) as a:
+        ack = a.send("while you were away", to=bob.user_id)
+    with stack.api(0).connect(bob.token) as again:
+        assert again.wait_synced() == 1
+        assert again.receive()["msg_id"] == ack["msg_id"]
+
+
+def test_seq_never_goes_back_when_redis_loses_its_keys(stack: Stack) -> None:
+    alice, bob = stack.user(), stack.user()
+    with connect(stack, 0, alice.token) as a:
+        before = [a.send(f"b{i}", to=bob.user_id)["seq"] for i in range(3)]
+        redis.Redis(db=STACK_REDIS_DB).flushdb()
+        after = [a.send(f"a{i}", to=bob.user_id)["seq"] for i in range(3)]
+    assert before == [1, 2, 3]
+    assert after[0] > before[-1]
+    assert after == [after[0], after[0] + 1, after[0] + 2]
+
+
+def test_consumer_killed_mid_stream_loses_nothing(stack: Stack) -> None:
+    alice, bob = stack.user(), stack.user()
+    with connect(stack, 0, alice.token) as a, connect(stack, 1, bob.token) as b:
+        cids = [a.send_nowait(f"s{i}", to=bob.user_id) for i in range(100)]
+        stack.restart("consumer")
+        cids += [a.send_nowait(f"t{i}", to=bob.user_id) for i in range(100)]
+        acks = [a.wait_ack(cid, timeout=30) for cid in cids]
+        got = [b.receive(timeout=30) for _ in range(200)]
+    assert [ack["seq"] for ack in acks] == list(range(1, 201))
+    assert [m["seq"] for m in got] == list(range(1, 201))
+    assert len({m["msg_id"] for m in got}) == 200
