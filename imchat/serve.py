@@ -11,6 +11,28 @@ from imchat.topics import TOPICS
 log = logging.getLogger("imchat.serve")
 
 
+def websocket_aware_handler() -> type:
+    """gevent's handler, quiet about the socket a WebSocket session shut down.
+
+    After a WebSocket session the route has shut the connection down; the
+    server's attempt to write an HTTP response on it then fails, harmlessly.
+    """
+    from gevent.pywsgi import WSGIHandler
+
+    class Handler(WSGIHandler):
+        def handle_one_response(self) -> None:
+            try:
+                super().handle_one_response()
+            except OSError:
+                if not self.environ.get("imchat.websocket"):
+                    raise
+            if self.environ.get("imchat.websocket"):
+                # The connection was a WebSocket: never read a request from it again.
+                self.close_connection = True
+
+    return Handler
+
+
 def prepare(app: Flask) -> None:
     """Bring the process's backends to a servable state.
 
@@ -45,6 +67,6 @@ def start_embedded_consumer(app: Flask) -> None:
 def serve(app: Flask, host: str, port: int) -> None:
     from gevent.pywsgi import WSGIServer
 
-    server = WSGIServer((host, port), app, log=None)
+    server = WSGIServer((host, port), app, log=None, handler_class=websocket_aware_handler())
     log.info("imchat listening on http://%s:%d", host, port)
     server.serve_forever()

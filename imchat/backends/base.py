@@ -233,6 +233,9 @@ class GatewayChannel(abc.ABC):
     """
 
     name = "redis pub/sub"
+    # Handed to the listener after the channel was lost and is back: what was
+    # sent meanwhile is gone, the gateway must catch up (Gateway.resync).
+    RESYNC = b'{"resync": true}'
 
     @abc.abstractmethod
     def send_many(self, deliveries: Sequence[tuple[str, bytes]]) -> None:

@@ -59,18 +59,28 @@ class RedisChannel(GatewayChannel):
     def _listen_loop(
         self, gateway_id: str, on_payload: Callable[[bytes], None], stop: threading.Event
     ) -> None:
+        lost = False
         while not stop.is_set():
             try:
-                self._listen_once(gateway_id, on_payload, stop)
+                self._listen_once(gateway_id, on_payload, stop, lost)
             except RedisError as exc:
-                log.warning("gateway channel lost, resubscribing: %s", exc)
-                stop.wait(0.5)
+                if not lost:
+                    log.warning("gateway channel lost, resubscribing: %s", exc)
+                lost = True
+                stop.wait(0.2)
 
     def _listen_once(
-        self, gateway_id: str, on_payload: Callable[[bytes], None], stop: threading.Event
+        self,
+        gateway_id: str,
+        on_payload: Callable[[bytes], None],
+        stop: threading.Event,
+        recovering: bool,
     ) -> None:
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(channel_name(gateway_id))
+        if recovering:
+            log.warning("gateway channel back; catching up")
+            on_payload(self.RESYNC)
         handled = 0
         try:
             while not stop.is_set():

@@ -30,6 +30,8 @@ class Connection:
         self._syncing = True
         self._held: list[dict[str, Any]] = []
         self._last_seq: dict[str, int] = {}
+        # Sends published but not acked yet: (topic, key, envelope) by client id.
+        self.inflight: dict[str, tuple[str, str, bytes]] = {}
         self.closed = False
 
     def send_frame(self, frame: dict[str, Any]) -> None:
@@ -40,6 +42,10 @@ class Connection:
                 self.ws.send(json.dumps(frame))
             except Exception:
                 self.closed = True
+
+    def deliver_ack(self, frame: dict[str, Any]) -> None:
+        self.inflight.pop(frame["id"], None)
+        self.send_frame(frame)
 
     def push_message(self, frame: dict[str, Any]) -> None:
         """A live ``msg``: sent now, or held until the pending ones are out."""

@@ -99,7 +99,9 @@ def on_send(gateway: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
         **({"group": frame["group"]} if "group" in frame else {"to": frame["to"]}),
     }
     # The ack follows from the bus consumer once the seq is assigned.
-    services.bus.publish(topic, conversation_id, json.dumps(envelope).encode())
+    value = json.dumps(envelope).encode()
+    services.bus.publish(topic, conversation_id, value)
+    conn.inflight[cid] = (topic, conversation_id, value)
     log.debug("published", extra={"msg_id": envelope["msg_id"]})
 
 

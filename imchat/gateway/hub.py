@@ -13,6 +13,7 @@ from typing import Any
 
 from imchat.container import Services
 from imchat.gateway.connection import Connection
+from imchat.services.pending import load_pending
 
 log = logging.getLogger("imchat.gateway")
 
@@ -77,16 +78,37 @@ class Gateway:
         except ValueError:
             log.error("undecodable gateway payload dropped")
             return
+        if batch.get("resync"):
+            threading.Thread(target=self.resync, daemon=True).start()
+            return
         for conn_id, frame in batch.get("acks", []):
             conn = self._by_id.get(conn_id)
             if conn is not None:
-                conn.send_frame(frame)
+                conn.deliver_ack(frame)
         for frame, users, exclude in batch.get("msgs", []):
             for conn in self._local(users, exclude):
                 conn.push_message(frame)
         for frame, users, _ in batch.get("events", []):
             for conn in self._local(users, None):
                 conn.send_frame(frame)
+
+    def resync(self) -> None:
+        """Catch up after the channel was lost: what it carried meanwhile is gone.
+
+        Unacked sends are published again (the consumer answers a replayed
+        envelope with its original seq), and every connection gets its
+        pending messages above what it already has.
+        """
+        with self._lock:
+            connections = list(self._by_id.values())
+        for conn in connections:
+            try:
+                for topic, key, value in list(conn.inflight.values()):
+                    self.services.bus.publish(topic, key, value)
+                for frame in load_pending(self.services, conn.user_id):
+                    conn.push_message(frame)
+            except Exception:
+                log.exception("resync of a connection of %s failed", conn.user_id)
 
     def _local(self, users: list[str], exclude: str | None) -> list[Connection]:
         with self._lock:

@@ -65,6 +65,11 @@ def _authenticate_upgrade() -> Response | None:
 def websocket(ws: Any) -> None:
     gateway = gateway_of(current_app)
     conn = Connection(ws, g.ws_user_id)
+    # Under gevent's own server simple_websocket works on a dup of the socket
+    # and closes it when the handshake ends; keep our own to shut the TCP
+    # connection down, or the server would read the next bytes as a request.
+    tcp = ws.sock.dup()
+    request.environ["imchat.websocket"] = True
     gateway.attach(conn)
     try:
         conn.finish_sync(load_pending(gateway.services, conn.user_id))
@@ -75,17 +80,15 @@ def websocket(ws: Any) -> None:
     finally:
         conn.closed = True
         gateway.detach(conn)
-        _close_cleanly(ws)
+        _close_cleanly(ws, tcp)
 
 
-def _close_cleanly(ws: Any) -> None:
-    """Finish the close handshake and shut the TCP connection down: under
-    gevent the server keeps its own reference to the socket, and without the
-    shutdown the client would wait out its close timeout."""
-    try:
+def _close_cleanly(ws: Any, tcp: socket.socket) -> None:
+    """Finish the close handshake and shut the TCP connection down, so that a
+    client's close returns at once instead of waiting out its timeout."""
+    with contextlib.suppress(ConnectionClosed, OSError):
         if ws.connected:
             ws.close()
-    except ConnectionClosed:
-        pass
     with contextlib.suppress(OSError):
-        ws.sock.shutdown(socket.SHUT_RDWR)
+        tcp.shutdown(socket.SHUT_RDWR)
+    tcp.close()

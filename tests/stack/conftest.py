@@ -23,8 +23,10 @@ from imchat.client import ApiClient, Session
 from imchat.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-STACK_REDIS_DB = 13
-CELERY_REDIS_DB = 12
+# The stack has a Redis server of its own (tests restart and flush it); the
+# Celery broker lives in another database of it.
+STACK_REDIS_DB = 0
+CELERY_REDIS_DB = 1
 
 
 def free_port() -> int:
@@ -68,7 +70,25 @@ class Stack:
     env: dict[str, str]
     workdir: Path
     gateway_ports: list[int]
+    redis_port: int
     processes: dict[str, Process] = field(default_factory=dict)
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis(port=self.redis_port, db=STACK_REDIS_DB)
+
+    def start_redis(self) -> None:
+        # No persistence: a restart loses every key, the worst case imchat must survive.
+        argv = ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1"]
+        argv += ["--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
+        self.add("redis", argv)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.redis().ping()
+                return
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "the stack's redis-server did not start"
+                time.sleep(0.05)
 
     def url(self, gateway: int) -> str:
         return f"http://127.0.0.1:{self.gateway_ports[gateway]}"
@@ -87,8 +107,12 @@ class Stack:
         return process
 
     def restart(self, name: str) -> None:
+        """SIGKILL a process and start it again (Redis comes back empty)."""
         process = self.processes[name]
         process.kill()
+        if name == "redis":
+            self.start_redis()
+            return
         process.start()
         if name.startswith("gateway"):
             wait_http(self.url(int(name[-1])) + "/healthz")
@@ -125,13 +149,13 @@ def warm_up(stack: Stack) -> None:
         conn.wait_ack(conn.send_nowait("warm-up", to=bob.user_id), timeout=60)
 
 
-def stack_env(database_url: str, workdir: Path, unique: str) -> dict[str, str]:
+def stack_env(database_url: str, workdir: Path, unique: str, redis_port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMCHAT_")}
     env.update(
         IMCHAT_DATA_DIR=str(workdir / "var"),
         IMCHAT_DATABASE_URL=database_url,
-        IMCHAT_REDIS_URL=f"redis://127.0.0.1:6379/{STACK_REDIS_DB}",
-        IMCHAT_CELERY_BROKER_URL=f"redis://127.0.0.1:6379/{CELERY_REDIS_DB}",
+        IMCHAT_REDIS_URL=f"redis://127.0.0.1:{redis_port}/{STACK_REDIS_DB}",
+        IMCHAT_CELERY_BROKER_URL=f"redis://127.0.0.1:{redis_port}/{CELERY_REDIS_DB}",
         IMCHAT_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9092",
         IMCHAT_KAFKA_REPLICATION_FACTOR="1",
         IMCHAT_KAFKA_MIN_INSYNC_REPLICAS="1",
@@ -160,14 +184,20 @@ def stack(
 ) -> Iterator[Stack]:
     unique = uuid.uuid4().hex[:8]
     workdir = tmp_path_factory.mktemp("stack")
-    env = stack_env(mysql_url, workdir, unique)
+    redis_port = free_port()
+    env = stack_env(mysql_url, workdir, unique, redis_port)
     migrate.upgrade(load_settings(environ=env))
-    redis.Redis(db=STACK_REDIS_DB).flushdb()
     subprocess.run([sys.executable, "-m", "imchat", "create-topics"], env=env, cwd=ROOT, check=True)
-    stack = Stack(env, workdir, [free_port(), free_port()])
+    stack = Stack(env, workdir, [free_port(), free_port()], redis_port)
     try:
-        for index, port in enumerate(stack.gateway_ports):
-            stack.add(f"gateway{index}", [sys.executable, "app.py", "--port", str(port)])
+        stack.start_redis()
+        # One gateway as production runs it (the Procfile's gunicorn gevent
+        # worker), one as `python app.py`: both entry points carry traffic.
+        gunicorn = [sys.executable, "-m", "gunicorn", "-k", "gevent", "--workers", "1"]
+        gunicorn += ["--worker-connections", "20000", "--no-control-socket", "app:app"]
+        ports = stack.gateway_ports
+        stack.add("gateway0", [*gunicorn, "--bind", f"127.0.0.1:{ports[0]}"])
+        stack.add("gateway1", [sys.executable, "app.py", "--port", str(ports[1])])
         stack.add("consumer", [sys.executable, "-m", "imchat", "consume"])
         stack.add(
             "worker",

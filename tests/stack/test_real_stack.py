@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
-import redis
 
-from imchat.client import ChatConnection
+from imchat.client import ChatConnection, ChatError
 
-from .conftest import STACK_REDIS_DB, Stack
+from .conftest import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -86,7 +86,7 @@ def test_seq_never_goes_back_when_redis_loses_its_keys(stack: Stack) -> None:
     alice, bob = stack.user(), stack.user()
     with connect(stack, 0, alice.token) as a:
         before = [a.send(f"b{i}", to=bob.user_id)["seq"] for i in range(3)]
-        redis.Redis(db=STACK_REDIS_DB).flushdb()
+        stack.redis().flushdb()
         after = [a.send(f"a{i}", to=bob.user_id)["seq"] for i in range(3)]
     assert before == [1, 2, 3]
     assert after[0] > before[-1]
@@ -104,3 +104,33 @@ def test_consumer_killed_mid_stream_loses_nothing(stack: Stack) -> None:
     assert [ack["seq"] for ack in acks] == list(range(1, 201))
     assert [m["seq"] for m in got] == list(range(1, 201))
     assert len({m["msg_id"] for m in got}) == 200
+
+
+def test_redis_restarted_mid_stream_loses_no_acked_message(stack: Stack) -> None:
+    """Redis dies (every key lost) during a stream: sends in the outage get
+    `unavailable` or an ack, every acked message arrives once, seqs only grow."""
+    alice, bob = stack.user(), stack.user()
+    with connect(stack, 0, alice.token) as a, connect(stack, 1, bob.token) as b:
+        acked = [a.send(f"before{i}", to=bob.user_id) for i in range(20)]
+        stack.restart("redis")
+        for i in range(20):
+            acked.append(send_retrying(a, f"after{i}", bob.user_id))
+        got = [b.receive(timeout=30) for _ in acked]
+    seqs = [ack["seq"] for ack in acked]
+    assert seqs[:20] == list(range(1, 21))
+    assert all(later > earlier for earlier, later in itertools.pairwise(seqs))
+    assert [m["msg_id"] for m in got] == [ack["msg_id"] for ack in acked]
+
+
+def send_retrying(
+    conn: ChatConnection, body: str, to: str, attempts: int = 50
+) -> dict[str, object]:
+    """Retry with the same client id, as the contract tells a client to on `unavailable`."""
+    cid = f"retry-{body}"
+    for _ in range(attempts):
+        try:
+            return conn.send(body, to=to, cid=cid)
+        except ChatError as err:
+            assert err.code == "unavailable", err
+            time.sleep(0.1)
+    raise AssertionError(f"{body} was never accepted")
