@@ -19,8 +19,6 @@ from imchat.gateway.frames import SCHEMAS
 from imchat.gateway.hub import Gateway
 from imchat.services import groups
 from imchat.services.conversations import direct_conversation_id, group_conversation_id
-from imchat.services.jobs import dispatch
-from imchat.services.pending import CONFIRM_DELIVERED
 from imchat.stores import users as user_store
 from imchat.topics import DIRECT_MSG, GROUP_MSG
 
@@ -107,8 +105,7 @@ def on_send(gateway: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
 
 def on_delivered(gateway: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
     # Scoped to the connection's own user: nobody can trim another's pending messages.
-    mark = [conn.user_id, frame["conversation_id"], frame["seq"]]
-    dispatch(gateway.services, CONFIRM_DELIVERED, [mark])
+    gateway.confirmations.add(conn.user_id, frame["conversation_id"], frame["seq"])
 
 
 def on_ping(gateway: Gateway, conn: Connection, frame: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from collections import defaultdict
 from typing import Any
 
 from imchat.container import Services
+from imchat.gateway.confirmations import ConfirmationBatcher
 from imchat.gateway.connection import Connection
 from imchat.services.pending import load_pending
 
@@ -31,16 +32,19 @@ class Gateway:
         self._lock = threading.Lock()
         self._by_user: defaultdict[str, set[Connection]] = defaultdict(set)
         self._by_id: dict[str, Connection] = {}
+        self.confirmations = ConfirmationBatcher(services)
         self.started = False
 
     def start(self) -> None:
         self.services.router.register_gateway(self.gateway_id, self.gateway_id)
         self.services.channel.listen(self.gateway_id, self.on_payload)
+        self.confirmations.start()
         self.started = True
         log.info("gateway started", extra={"gateway_id": self.gateway_id})
 
     def stop(self) -> None:
         if self.started:
+            self.confirmations.stop()
             self.services.channel.stop_listening(self.gateway_id)
             self.services.router.unregister_gateway(self.gateway_id)
             self.started = False
