@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
+import signal
+import subprocess
 import time
 
 import pytest
@@ -134,3 +137,64 @@ def send_retrying(
             assert err.code == "unavailable", err
             time.sleep(0.1)
     raise AssertionError(f"{body} was never accepted")
+
+
+def test_gateway_killed_mid_stream_its_user_gets_everything_elsewhere(stack: Stack) -> None:
+    alice, bob = stack.user(), stack.user()
+    with connect(stack, 0, alice.token) as a:
+        b = stack.api(1).connect(bob.token)
+        b.wait_synced()
+        cids = [a.send_nowait(f"s{i}", to=bob.user_id) for i in range(50)]
+        stack.restart("gateway1")  # SIGKILL mid-stream
+        cids += [a.send_nowait(f"t{i}", to=bob.user_id) for i in range(50)]
+        acked = {a.wait_ack(cid, timeout=30)["msg_id"] for cid in cids}
+        before = drain(b)
+        with stack.api(0).connect(bob.token) as again:
+            count = again.wait_synced()
+            after = [again.receive() for _ in range(count)]
+    assert_increasing(before)
+    assert_increasing(after)
+    assert acked <= {m["msg_id"] for m in before + after}
+
+
+def test_worker_child_killed_mid_batch_confirmations_still_land(stack: Stack) -> None:
+    alice, bob = stack.user(), stack.user()
+    with connect(stack, 0, alice.token) as a, connect(stack, 1, bob.token) as b:
+        for i in range(200):
+            a.send_nowait(f"c{i}", to=bob.user_id)
+            if i == 100:
+                kill_worker_children(stack)
+        for _ in range(200):
+            msg = b.receive(timeout=30)
+            b.confirm(msg["conversation_id"], msg["seq"])
+    deadline = time.monotonic() + 30
+    while True:
+        with stack.api(0).connect(bob.token) as again:
+            if again.wait_synced() == 0:
+                return
+        assert time.monotonic() < deadline, "confirmations lost with the worker"
+        time.sleep(0.3)
+
+
+def drain(conn: ChatConnection) -> list[dict[str, object]]:
+    frames = []
+    while not conn.messages.empty():
+        frames.append(conn.messages.get_nowait())
+    return frames
+
+
+def assert_increasing(frames: list[dict[str, object]]) -> None:
+    seqs = [int(str(f["seq"])) for f in frames]
+    assert seqs == sorted(set(seqs)), seqs
+
+
+def kill_worker_children(stack: Stack) -> None:
+    """SIGKILL the Celery pool processes: their tasks (acks_late) run again."""
+    worker = stack.processes["worker"].popen
+    assert worker is not None
+    children = subprocess.run(
+        ["pgrep", "-P", str(worker.pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    assert children, "the worker has no pool process"
+    for pid in children:
+        os.kill(int(pid), signal.SIGKILL)
