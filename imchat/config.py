@@ -75,7 +75,11 @@ class Settings:
 
     gateway_id: str = ""
     max_frame_bytes: int = 64 * 1024
-    max_body_chars: int = 4000
+    # Per connection: frames per second (token bucket) and the burst allowed.
+    frame_rate_per_second: int = 100
+    frame_burst: int = 500
+    # Open connections of one user on one gateway process.
+    max_connections_per_user: int = 10
 
     @property
     def data_path(self) -> Path:

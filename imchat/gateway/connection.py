@@ -4,8 +4,27 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from typing import Any, Protocol
+
+
+class TokenBucket:
+    """``rate`` frames per second on average, ``burst`` at once."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = burst
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
 
 
 class Socket(Protocol):
@@ -22,9 +41,10 @@ class Connection:
     or a message both pending and pushed live, reaches the socket once.
     """
 
-    def __init__(self, ws: Socket, user_id: str) -> None:
+    def __init__(self, ws: Socket, user_id: str, limit: TokenBucket | None = None) -> None:
         self.ws = ws
         self.user_id = user_id
+        self.limit = limit
         self.conn_id = uuid.uuid4().hex
         self._lock = threading.Lock()
         self._syncing = True

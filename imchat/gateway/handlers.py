@@ -42,6 +42,8 @@ def handle_frame(gateway: Gateway, conn: Connection, raw: str | bytes) -> None:
     """Validate and dispatch one frame; every failure becomes an ``error`` frame."""
     frame: dict[str, Any] = {}
     try:
+        if conn.limit is not None and not conn.limit.take():
+            raise FrameError("rate_limited", "too many frames; slow down", _cid_of(raw))
         frame = _parse(raw)
         HANDLERS[frame["type"]](gateway, conn, frame)
     except FrameError as err:
@@ -49,6 +51,14 @@ def handle_frame(gateway: Gateway, conn: Connection, raw: str | bytes) -> None:
     except BackendUnavailable as err:
         cid = frame.get("id")
         conn.send_frame(FrameError("unavailable", str(err), cid).frame())
+
+
+def _cid_of(raw: str | bytes) -> str | None:
+    try:
+        cid = json.loads(raw).get("id")
+    except (ValueError, AttributeError):
+        return None
+    return cid if isinstance(cid, str) else None
 
 
 def _parse(raw: str | bytes) -> dict[str, Any]:

@@ -71,9 +71,12 @@ class Gateway:
             except Exception:
                 log.warning("route of %s not removed; its lease will expire", conn.user_id)
 
-    def connection_count(self) -> int:
+    def connection_count(self, user_id: str | None = None) -> int:
+        """Open connections on this gateway: all, or those of one user."""
         with self._lock:
-            return len(self._by_id)
+            if user_id is None:
+                return len(self._by_id)
+            return len(self._by_user.get(user_id, ()))
 
     def on_payload(self, payload: bytes) -> None:
         """A batch from the bus consumer: acks to senders, messages and events to users."""

@@ -12,7 +12,7 @@ from flask import Flask, Response, current_app, g, request
 from flask_sock import ConnectionClosed, Sock
 
 from imchat.errors import APIError, error_response
-from imchat.gateway.connection import Connection
+from imchat.gateway.connection import Connection, TokenBucket
 from imchat.gateway.handlers import handle_frame
 from imchat.gateway.hub import Gateway
 from imchat.services.auth import verify_token
@@ -54,17 +54,23 @@ def _authenticate_upgrade() -> Response | None:
     token = request.args.get("token", "")
     if not token:
         return error_response(401, "unauthorized", "missing token")
+    services = current_app.extensions["imchat"]
     try:
-        g.ws_user_id = verify_token(current_app.extensions["imchat"], token)
+        g.ws_user_id = verify_token(services, token)
     except APIError as err:
         return error_response(err.status, err.code, err.message)
+    cap = services.settings.max_connections_per_user
+    if gateway_of(current_app).connection_count(g.ws_user_id) >= cap:
+        return error_response(429, "rate_limited", f"at most {cap} connections per user")
     return None
 
 
 @sock.route("/ws")
 def websocket(ws: Any) -> None:
     gateway = gateway_of(current_app)
-    conn = Connection(ws, g.ws_user_id)
+    settings = gateway.services.settings
+    limit = TokenBucket(settings.frame_rate_per_second, settings.frame_burst)
+    conn = Connection(ws, g.ws_user_id, limit)
     # Under gevent's own server simple_websocket works on a dup of the socket
     # and closes it when the handshake ends; keep our own to shut the TCP
     # connection down, or the server would read the next bytes as a request.

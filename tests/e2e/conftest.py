@@ -50,7 +50,8 @@ def free_port() -> int:
 class EmbeddedServer:
     """One ``python app.py`` process on a fixed port and data dir."""
 
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.extra_env = env or {}
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
@@ -62,6 +63,7 @@ class EmbeddedServer:
         # A clean environment: no IMCHAT_* variable may select a real backend.
         env = {k: v for k, v in os.environ.items() if not k.startswith("IMCHAT_")}
         env["IMCHAT_DATA_DIR"] = str(self.data_dir)
+        env.update(self.extra_env)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(self.port)],
@@ -112,8 +114,8 @@ class EmbeddedServer:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def _run_server(tmp: Path) -> Iterator[EmbeddedServer]:
-    server = EmbeddedServer(tmp / "var", tmp / "server.log")
+def _run_server(tmp: Path, env: dict[str, str] | None = None) -> Iterator[EmbeddedServer]:
+    server = EmbeddedServer(tmp / "var", tmp / "server.log", env)
     server.start()
     try:
         yield server
