@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 
+from imchat import metrics
 from imchat.backends.base import BusConsumer
 from imchat.container import Services
 from imchat.services.delivery import process_records
@@ -22,12 +23,14 @@ BATCH = 500
 # Short waits: latency matters more than fewer, fuller fetches.
 POLL_SECONDS = 0.05
 RETRY_SECONDS = 0.5
+LAG_CHECK_SECONDS = 5.0
 
 
 class DeliveryConsumer:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.stopping = threading.Event()
+        self._next_lag_check = 0.0
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -60,11 +63,15 @@ class DeliveryConsumer:
 
     def _poll_once(self, consumer: BusConsumer) -> None:
         records = consumer.poll_batch(BATCH, POLL_SECONDS)
+        if time.monotonic() >= self._next_lag_check:
+            metrics.CONSUMER_LAG.set(consumer.lag())
+            self._next_lag_check = time.monotonic() + LAG_CHECK_SECONDS
         if not records:
             return
         started = time.monotonic()
-        process_records(self.services, records)
-        consumer.commit()
+        with metrics.BATCH_SECONDS.time():
+            process_records(self.services, records)
+            consumer.commit()
         log.debug(
             "delivered %d records in %.1f ms", len(records), (time.monotonic() - started) * 1e3
         )

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from imchat import metrics
 from imchat.backends.base import BackendUnavailable
 
 # HTTP status -> the contract's error code.
@@ -46,6 +47,7 @@ class APIError(Exception):
 
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> Response:
+    metrics.ERRORS.labels(code, "http").inc()
     body: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
         body["details"] = details

@@ -12,7 +12,7 @@ from typing import Any
 from imchat.config import load_settings
 from imchat.container import Services
 from imchat.services import pending  # noqa: F401 - registers the jobs
-from imchat.services.jobs import JOBS
+from imchat.services.jobs import JOBS, run_job
 from tasks import celery
 
 
@@ -24,7 +24,7 @@ def worker_services() -> Services:
 
 def _register(name: str) -> None:
     def run(payload: Any) -> None:
-        JOBS[name](worker_services(), payload)
+        run_job(worker_services(), name, payload)
 
     run.__name__ = name.rsplit(".", 1)[-1]
     celery.task(name=name, acks_late=True, reject_on_worker_lost=True)(run)

@@ -1,4 +1,4 @@
-"""Liveness and readiness."""
+"""Liveness, readiness and the Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -27,3 +27,11 @@ def readyz() -> tuple[Response, int]:
         body["error"] = {"code": "unavailable", "message": f"backend down: {names}"}
         return jsonify(body), 503
     return jsonify(body), 200
+
+
+@bp.get("/metrics")
+def prometheus_metrics() -> Response:
+    from imchat.metrics import exposition
+
+    body, content_type = exposition()
+    return Response(body, content_type=content_type)

@@ -44,6 +44,10 @@ class BusConsumer(abc.ABC):
         """Mark every record returned so far as processed (at-least-once)."""
 
     @abc.abstractmethod
+    def lag(self) -> int:
+        """Records on the subscribed topics not yet returned (an estimate)."""
+
+    @abc.abstractmethod
     def close(self) -> None: ...
 
 

@@ -78,6 +78,17 @@ class EmbeddedBus(MessageBus):
                 break
         return records
 
+    def count_after(self, topics: Sequence[str], after: dict[str, int]) -> int:
+        return sum(
+            int(
+                self._db.query(
+                    "SELECT COUNT(*) FROM bus_records WHERE topic = ? AND id > ?",
+                    (topic, after.get(topic, 0)),
+                )[0][0]
+            )
+            for topic in topics
+        )
+
     def committed(self, group_id: str, topics: Sequence[str]) -> dict[str, int]:
         marks = placeholders(len(topics))
         rows = self._db.query(
@@ -161,6 +172,9 @@ class EmbeddedConsumer(BusConsumer):
             self._position[record.topic] = record.offset
             self._uncommitted[record.topic] = record.offset
         return records
+
+    def lag(self) -> int:
+        return self._bus.count_after(self._topics, self._position)
 
     def commit(self) -> None:
         if self._uncommitted:

@@ -397,6 +397,20 @@ class KafkaConsumer(BusConsumer):
             messages += self._consumer.consume(max_records - 1, 0)
         return messages
 
+    def lag(self) -> int:
+        """High watermark minus position over the assigned partitions, from the
+        offsets librdkafka already has (no broker round trip)."""
+        assigned = self._consumer.assignment()
+        behind = 0
+        for tp in self._consumer.position(assigned) if assigned else []:
+            try:
+                _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if tp.offset >= 0 and high >= 0:
+                behind += max(high - tp.offset, 0)
+        return behind
+
     def _record(self, msg: Message) -> BusRecord:
         topic, partition, offset = str(msg.topic()), msg.partition() or 0, msg.offset() or 0
         self._returned[(topic, partition)] = offset + 1

@@ -8,6 +8,8 @@ import time
 import uuid
 from typing import Any, Protocol
 
+from imchat import metrics
+
 
 class TokenBucket:
     """``rate`` frames per second on average, ``burst`` at once."""
@@ -50,8 +52,8 @@ class Connection:
         self._syncing = True
         self._held: list[dict[str, Any]] = []
         self._last_seq: dict[str, int] = {}
-        # Sends published but not acked yet: (topic, key, envelope) by client id.
-        self.inflight: dict[str, tuple[str, str, bytes]] = {}
+        # Sends published but not acked yet: (topic, key, envelope, published at) by client id.
+        self.inflight: dict[str, tuple[str, str, bytes, float]] = {}
         self.closed = False
 
     def send_frame(self, frame: dict[str, Any]) -> None:
@@ -64,8 +66,10 @@ class Connection:
                 self.closed = True
 
     def deliver_ack(self, frame: dict[str, Any]) -> None:
-        self.inflight.pop(frame["id"], None)
+        sent = self.inflight.pop(frame["id"], None)
         self.send_frame(frame)
+        if sent is not None:
+            metrics.ACK_LATENCY.observe(time.monotonic() - sent[3])
 
     def push_message(self, frame: dict[str, Any]) -> None:
         """A live ``msg``: sent now, or held until the pending ones are out."""
@@ -75,18 +79,21 @@ class Connection:
                 return
         self._send_message(frame)
 
-    def _send_message(self, frame: dict[str, Any]) -> bool:
+    def _send_message(self, frame: dict[str, Any], via: str = "live") -> bool:
         conversation_id, seq = frame["conversation_id"], frame["seq"]
         with self._lock:
             if seq <= self._last_seq.get(conversation_id, 0):
                 return False
             self._last_seq[conversation_id] = seq
         self.send_frame(frame)
+        metrics.MESSAGES_DELIVERED.labels(via).inc()
+        if via == "live":
+            metrics.DELIVERY_LATENCY.observe(max(time.time() - frame["ts"] / 1000, 0))
         return True
 
     def finish_sync(self, pending: list[dict[str, Any]]) -> None:
         """Push the pending messages, ``synced``, then what arrived live meanwhile."""
-        count = sum(self._send_message(frame) for frame in pending)
+        count = sum(self._send_message(frame, "pending") for frame in pending)
         self.send_frame({"type": "synced", "count": count})
         while True:
             with self._lock:

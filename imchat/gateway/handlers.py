@@ -12,6 +12,7 @@ from typing import Any
 
 from marshmallow import ValidationError
 
+from imchat import metrics
 from imchat.backends.base import BackendUnavailable
 from imchat.container import Services
 from imchat.gateway.connection import Connection
@@ -47,10 +48,11 @@ def handle_frame(gateway: Gateway, conn: Connection, raw: str | bytes) -> None:
         frame = _parse(raw)
         HANDLERS[frame["type"]](gateway, conn, frame)
     except FrameError as err:
+        metrics.ERRORS.labels(err.code, "ws").inc()
         conn.send_frame(err.frame())
     except BackendUnavailable as err:
-        cid = frame.get("id")
-        conn.send_frame(FrameError("unavailable", str(err), cid).frame())
+        metrics.ERRORS.labels("unavailable", "ws").inc()
+        conn.send_frame(FrameError("unavailable", str(err), frame.get("id")).frame())
 
 
 def _cid_of(raw: str | bytes) -> str | None:
@@ -108,8 +110,10 @@ def on_send(gateway: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
     }
     # The ack follows from the bus consumer once the seq is assigned.
     value = json.dumps(envelope).encode()
+    published = time.monotonic()
     services.bus.publish(topic, conversation_id, value)
-    conn.inflight[cid] = (topic, conversation_id, value)
+    conn.inflight[cid] = (topic, conversation_id, value, published)
+    metrics.MESSAGES_ACCEPTED.labels("group" if "group" in frame else "direct").inc()
     log.debug("published", extra={"msg_id": envelope["msg_id"]})
 
 

@@ -11,6 +11,7 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
+from imchat import metrics
 from imchat.container import Services
 from imchat.gateway.confirmations import ConfirmationBatcher
 from imchat.gateway.connection import Connection
@@ -50,6 +51,7 @@ class Gateway:
             self.started = False
 
     def attach(self, conn: Connection) -> None:
+        metrics.CONNECTIONS.inc()
         with self._lock:
             first = not self._by_user[conn.user_id]
             self._by_user[conn.user_id].add(conn)
@@ -58,6 +60,7 @@ class Gateway:
             self.services.router.add_route(conn.user_id, self.gateway_id)
 
     def detach(self, conn: Connection) -> None:
+        metrics.CONNECTIONS.dec()
         with self._lock:
             conns = self._by_user.get(conn.user_id, set())
             conns.discard(conn)
@@ -110,7 +113,7 @@ class Gateway:
             connections = list(self._by_id.values())
         for conn in connections:
             try:
-                for topic, key, value in list(conn.inflight.values()):
+                for topic, key, value, _ in list(conn.inflight.values()):
                     self.services.bus.publish(topic, key, value)
                 for frame in load_pending(self.services, conn.user_id):
                     conn.push_message(frame)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from imchat import metrics
 from imchat.backends.base import BusRecord, SeqAssignment, SeqRequest
 from imchat.container import Services
 from imchat.services import groups, sequences
@@ -45,6 +46,7 @@ class Outbox:
         exclude_conn: str | None = None,
     ) -> None:
         by_gateway: defaultdict[str, list[str]] = defaultdict(list)
+        metrics.ROUTE_LOOKUPS.inc(len(users))
         for user_id in users:
             for gateway_id in services.router.gateways_for(user_id):
                 by_gateway[gateway_id].append(user_id)
@@ -101,6 +103,7 @@ def _deliver_messages(services: Services, envelopes: list[dict[str, Any]], outbo
     # (not routed yet for the push, not stored yet for the pending fetch).
     for start in range(0, len(rows), CHUNK):
         store_pending(services, rows[start : start + CHUNK])
+    metrics.PENDING_STORED.inc(len(rows))
     for envelope, frame, recipients in fanouts:
         outbox.push(services, "msgs", frame, [*recipients, envelope["from"]], envelope["conn"])
         log.debug("pushed", extra={"msg_id": frame["msg_id"]})

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from imchat import metrics
 from imchat.backends.base import BackendUnavailable
 from imchat.container import Services
 
@@ -24,10 +25,16 @@ def job(name: str) -> Callable[[Job], Job]:
     return register
 
 
+def run_job(services: Services, name: str, payload: Any) -> None:
+    """Run one job here and now, timed."""
+    with metrics.TASK_SECONDS.labels(name).time():
+        JOBS[name](services, payload)
+
+
 def dispatch(services: Services, name: str, payload: Any) -> None:
     """Run the job now (embedded) or hand it to Celery; raise BackendUnavailable if we cannot."""
     if not services.settings.celery_broker_url:
-        JOBS[name](services, payload)
+        run_job(services, name, payload)
         return
     try:
         services.celery.send_task(name, args=[payload])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from imchat import metrics
 from imchat.container import Services
 from imchat.services.jobs import job
 from imchat.stores import pending as pending_store
@@ -25,6 +26,7 @@ def confirm_delivered(services: Services, marks: list[list[Any]]) -> None:
     with services.db.session() as session:
         for user_id, conversation_id, seq in marks:
             pending_store.confirm(session, str(user_id), str(conversation_id), int(seq))
+    metrics.PENDING_CONFIRMED.inc(len(marks))
 
 
 def load_pending(services: Services, user_id: str, limit: int = 100_000) -> list[dict[str, Any]]:

@@ -122,6 +122,17 @@ def test_new_group_receives_published_record(
     assert record.offset >= 0
 
 
+def test_lag_counts_what_is_not_returned_yet(
+    bus: MessageBus, topic: str, subscribe: Subscribe
+) -> None:
+    bus.publish_many([(topic, "conv:lag", f"{i}".encode()) for i in range(5)])
+    consumer = subscribe("a", [topic])
+    first = receive(consumer, 1)
+    assert consumer.lag() == 5 - len(first)
+    receive(consumer, 5 - len(first))
+    assert consumer.lag() == 0
+
+
 def test_records_of_one_key_arrive_in_publish_order(
     bus: MessageBus, topic: str, subscribe: Subscribe
 ) -> None:

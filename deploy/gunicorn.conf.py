@@ -1,0 +1,10 @@
+"""gunicorn settings of the web process (see the Procfile)."""
+
+from typing import Any
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A dead worker's live gauges (open connections) must stop counting."""
+    from imchat.metrics import mark_process_dead
+
+    mark_process_dead(worker.pid)
