@@ -3,8 +3,11 @@
 Logic lives in imchat.services; tasks are thin wrappers (tasks/jobs.py).
 """
 
+from imchat import logs
 from imchat.celery_app import make_celery
 from imchat.config import load_settings
 
-celery = make_celery(load_settings())
+settings = load_settings()
+logs.configure(settings)
+celery = make_celery(settings)
 app = celery

@@ -114,7 +114,14 @@ def on_send(gateway: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
     services.bus.publish(topic, conversation_id, value)
     conn.inflight[cid] = (topic, conversation_id, value, published)
     metrics.MESSAGES_ACCEPTED.labels("group" if "group" in frame else "direct").inc()
-    log.debug("published", extra={"msg_id": envelope["msg_id"]})
+    log.debug(
+        "accepted: on the bus",
+        extra={
+            "msg_id": envelope["msg_id"],
+            "user_id": conn.user_id,
+            "gateway_id": gateway.gateway_id,
+        },
+    )
 
 
 def on_delivered(gateway: Gateway, conn: Connection, frame: dict[str, Any]) -> None:

@@ -95,9 +95,13 @@ class Gateway:
             conn = self._by_id.get(conn_id)
             if conn is not None:
                 conn.deliver_ack(frame)
+        tracing = log.isEnabledFor(logging.DEBUG)
         for frame, users, exclude in batch.get("msgs", []):
             for conn in self._local(users, exclude):
                 conn.push_message(frame)
+                if tracing:
+                    trace = {"msg_id": frame["msg_id"], "user_id": conn.user_id}
+                    log.debug("delivered to a socket", extra=trace)
         for frame, users, _ in batch.get("events", []):
             for conn in self._local(users, None):
                 conn.send_frame(frame)

@@ -106,7 +106,12 @@ def _deliver_messages(services: Services, envelopes: list[dict[str, Any]], outbo
     metrics.PENDING_STORED.inc(len(rows))
     for envelope, frame, recipients in fanouts:
         outbox.push(services, "msgs", frame, [*recipients, envelope["from"]], envelope["conn"])
-        log.debug("pushed", extra={"msg_id": frame["msg_id"]})
+        log.debug(
+            "assigned seq %d, stored for %d, pushed",
+            frame["seq"],
+            len(recipients),
+            extra={"msg_id": frame["msg_id"], "conversation_id": frame["conversation_id"]},
+        )
 
 
 def _recipients(services: Services, envelope: dict[str, Any]) -> list[str]:
