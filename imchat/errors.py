@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, jsonify
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from imchat import metrics
@@ -70,6 +71,11 @@ def init_app(app: Flask) -> None:
         if status == 405 and err.get_response().headers.get("Allow"):
             response.headers["Allow"] = err.get_response().headers["Allow"]
         return response
+
+    @app.errorhandler(SQLAlchemyError)
+    def _database_down(err: SQLAlchemyError) -> Response:
+        app.logger.warning("database error: %s", err)
+        return error_response(503, "unavailable", "database unavailable")
 
     @app.errorhandler(BackendUnavailable)
     def _unavailable(err: BackendUnavailable) -> Response:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from imchat.factory import create_app
+from imchat.factory import create_app, services_of
 
 pytestmark = pytest.mark.unit
 
@@ -62,3 +64,28 @@ def test_wrong_method_is_a_json_405(client) -> None:  # type: ignore[no-untyped-
     assert response.status_code == 405
     assert response.get_json()["error"]["code"] == "method_not_allowed"
     assert "GET" in response.headers["Allow"]
+
+
+@pytest.mark.parametrize(
+    ("backend", "setting", "dead_endpoint"),
+    [
+        ("redis", "redis_url", "redis://127.0.0.1:1/0"),
+        ("kafka", "kafka_bootstrap_servers", "127.0.0.1:1"),
+        ("etcd", "etcd_endpoints", "http://127.0.0.1:1"),
+        ("celery", "celery_broker_url", "redis://127.0.0.1:1/1"),
+    ],
+)
+def test_readyz_names_each_backend_that_is_down(
+    settings, backend: str, setting: str, dead_endpoint: str
+) -> None:  # type: ignore[no-untyped-def]
+    overrides = {"data_dir": settings.data_dir, "secret_key": "x" * 32, setting: dead_endpoint}
+    app = create_app(overrides=overrides, environ={})
+    started = time.monotonic()
+    response = app.test_client().get("/readyz")
+    elapsed = time.monotonic() - started
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["error"]["message"] == f"backend down: {backend}"
+    assert body["backends"][backend] != "ok"
+    assert elapsed < 5, "readiness must answer quickly even when a backend hangs"
+    services_of(app).close()

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from marshmallow import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from imchat import metrics
 from imchat.backends.base import BackendUnavailable
@@ -53,6 +54,17 @@ def handle_frame(gateway: Gateway, conn: Connection, raw: str | bytes) -> None:
     except BackendUnavailable as err:
         metrics.ERRORS.labels("unavailable", "ws").inc()
         conn.send_frame(FrameError("unavailable", str(err), frame.get("id")).frame())
+    except SQLAlchemyError as err:
+        metrics.ERRORS.labels("unavailable", "ws").inc()
+        log.warning("database error on a %s frame: %s", frame.get("type"), err)
+        message = "database unavailable; retry with the same id"
+        conn.send_frame(FrameError("unavailable", message, frame.get("id")).frame())
+    except Exception:
+        # A bug must cost one frame, never the connection. Nothing was accepted.
+        metrics.ERRORS.labels("internal", "ws").inc()
+        log.exception("unexpected error on a %s frame", frame.get("type"))
+        message = "internal error; nothing was accepted"
+        conn.send_frame(FrameError("unavailable", message, frame.get("id")).frame())
 
 
 def _cid_of(raw: str | bytes) -> str | None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 from flask_sock import ConnectionClosed, Sock
+from sqlalchemy.exc import SQLAlchemyError
 
 from imchat.errors import APIError, error_response
 from imchat.gateway.connection import Connection, TokenBucket
@@ -83,6 +84,12 @@ def websocket(ws: Any) -> None:
             handle_frame(gateway, conn, ws.receive())
     except ConnectionClosed:
         pass
+    except SQLAlchemyError as err:
+        # Pending messages could not be read: say so, and let the client reconnect.
+        log.warning("pending messages of %s unreadable: %s", conn.user_id, err)
+        conn.send_frame({"type": "error", "code": "unavailable", "message": "database unavailable"})
+        with contextlib.suppress(ConnectionClosed, OSError):
+            ws.close(reason=1011, message="database unavailable")
     finally:
         conn.closed = True
         gateway.detach(conn)
