@@ -8,3 +8,10 @@ def child_exit(server: Any, worker: Any) -> None:
     from imchat.metrics import mark_process_dead
 
     mark_process_dead(worker.pid)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """A worker leaving (restart, scale-down): revoke its gateway lease now."""
+    from imchat.serve import shutdown
+
+    shutdown(worker.wsgi)

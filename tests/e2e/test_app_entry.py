@@ -57,4 +57,4 @@ def test_embedded_default_serves_health_and_readiness(tmp_path: Path) -> None:
     finally:
         server.terminate()
         output = server.communicate(timeout=10)[0].decode()
-    assert server.returncode in (0, -15), output
+    assert server.returncode == 0, output  # SIGTERM is a clean stop

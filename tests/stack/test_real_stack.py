@@ -198,3 +198,29 @@ def kill_worker_children(stack: Stack) -> None:
     assert children, "the worker has no pool process"
     for pid in children:
         os.kill(int(pid), signal.SIGKILL)
+
+
+def test_a_gateway_stopped_cleanly_drops_its_routes_at_once(stack: Stack) -> None:
+    from imchat.backends.router_etcd import EtcdRouter
+    from imchat.config import load_settings
+
+    bob = stack.user()
+    router = EtcdRouter(load_settings(environ=stack.env))
+    try:
+        b = stack.api(1).connect(bob.token)
+        b.wait_synced()
+        deadline = time.monotonic() + 2
+        while not router.gateways_for(bob.user_id):
+            assert time.monotonic() < deadline, "the route never appeared"
+            time.sleep(0.02)
+        gateway = stack.processes["gateway1"]
+        assert gateway.popen is not None
+        gateway.popen.terminate()  # SIGTERM: a clean stop revokes the lease
+        assert gateway.popen.wait(10) == 0
+        deadline = time.monotonic() + 2  # not the 90 s of a lease running out
+        while router.gateways_for(bob.user_id):
+            assert time.monotonic() < deadline, "the route outlived its gateway"
+            time.sleep(0.02)
+    finally:
+        router.close()
+        stack.restart("gateway1")
