@@ -13,7 +13,7 @@ COMPOSE_APP := docker compose -f deploy/docker/docker-compose.infra.yml -f deplo
 
 .PHONY: venv run test test-unit lint format services-up services-down services-status \
 	db-upgrade db-sample im-db-rollback im-db-status im-db-validate im-db-diff topics \
-	check-infra infra-up infra-down app-up clean
+	check-infra infra-up infra-down app-up clean run-prod
 
 venv: $(STAMP)
 
@@ -28,6 +28,30 @@ $(STAMP): $(REQS)
 run: venv
 	$(PY) -m imchat db upgrade
 	$(PY) app.py --host $(HOST) --port $(PORT)
+
+## run-prod: the Procfile set (web, consumer, worker, beat, flower) on the local services,
+## configured by deploy/local.env: MariaDB database `imchat` (created if missing, migrated),
+## Redis, the Kafka-protocol broker, etcd; services not running are started first.
+run-prod: venv
+	scripts/test-services up
+	mkdir -p var
+	set -a && . deploy/local.env && set +a && \
+		$(PY) -c "$$RUN_PROD_CREATE_DB" && \
+		$(PY) -m imchat db upgrade && \
+		$(PY) -m imchat create-topics
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile -e deploy/local.env
+
+# CREATE DATABASE IF NOT EXISTS for IMCHAT_DATABASE_URL (alembic needs the database to exist).
+define RUN_PROD_CREATE_DB
+import os
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+url = make_url(os.environ["IMCHAT_DATABASE_URL"])
+engine = create_engine(url.set(database=""))
+with engine.connect() as conn:
+    conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{url.database}` CHARACTER SET utf8mb4"))
+endef
+export RUN_PROD_CREATE_DB
 
 ## test: lint, start the real services if needed, run the whole suite, stop what was started
 test: venv

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
+from celery.schedules import crontab
 
 from imchat.config import Settings
 
@@ -39,4 +42,43 @@ def make_celery(settings: Settings) -> Celery:
         timezone="UTC",
         worker_hijack_root_logger=False,
     )
+    celery.conf.beat_schedule = beat_schedule()
     return celery
+
+
+def beat_schedule() -> dict[str, dict[str, Any]]:
+    """What ``celery -A tasks beat`` sends (jobs of imchat.services.maintenance, UTC).
+
+    Each run expires by the next one: runs queued while no worker was up
+    would only repeat each other (the jobs are idempotent).
+
+    No sequence snapshot job: seqs are reserved durably before they are
+    handed out (docs/architecture.md), so nothing needs a periodic snapshot.
+    """
+    return {
+        "purge-expired-pending": {
+            "task": "imchat.purge_expired_pending",
+            "schedule": crontab(minute=17),  # hourly, off the top of the hour
+            "args": [None],  # every task takes one payload (tasks/jobs.py)
+            "options": {"expires": 3600},
+        },
+        "daily-stats-today": {
+            "task": "imchat.count_daily_stats",
+            "schedule": crontab(minute="*/10"),
+            "args": ["today"],
+            "options": {"expires": 600},
+        },
+        "daily-stats-yesterday": {
+            # Once the day is over: its last minutes are counted too.
+            "task": "imchat.count_daily_stats",
+            "schedule": crontab(minute=5, hour=0),
+            "args": ["yesterday"],
+            "options": {"expires": 12 * 3600},
+        },
+        "prune-stale-routes": {
+            "task": "imchat.prune_stale_routes",
+            "schedule": crontab(minute="*/5"),
+            "args": [None],
+            "options": {"expires": 300},
+        },
+    }

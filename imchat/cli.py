@@ -1,4 +1,4 @@
-"""Operator commands: migrations, Kafka topics, the infra check, the bus consumer."""
+"""Operator commands: migrations, Kafka topics, the infra check, the bus consumer, stats."""
 
 from __future__ import annotations
 
@@ -58,6 +58,33 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the daily statistics of the last ``--days`` UTC days as a table."""
+    from imchat.container import Services
+    from imchat.services import maintenance
+
+    services = Services(settings)
+    try:
+        if args.refresh:
+            maintenance.refresh_day(services, maintenance.parse_day("today"))
+        rows = maintenance.daily_report(services, args.days)
+    finally:
+        services.close()
+    columns = ["day", "messages", "direct_messages", "group_messages", "active_users"]
+    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns]
+    print("  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in rows:
+        print("  ".join(str(row[c]).rjust(w) for c, w in zip(columns, widths, strict=True)))
+    return 0
+
+
+def _positive(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m imchat")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -72,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     topics.set_defaults(func=cmd_create_topics)
     consume = sub.add_parser("consume", help="run the bus consumer (delivery)")
     consume.set_defaults(func=cmd_consume)
+    stats = sub.add_parser("stats", help="daily messages and active users (UTC days)")
+    stats.add_argument("--days", type=_positive, default=7, help="how many days (default 7)")
+    stats.add_argument("--refresh", action="store_true", help="recount today's active users first")
+    stats.set_defaults(func=cmd_stats)
     # Parsed by imchat.infra_check itself (see main).
     sub.add_parser("check-infra", help="check etcd, MySQL, Redis and Kafka", add_help=False)
     return parser

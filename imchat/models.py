@@ -6,11 +6,12 @@ Alembic revisions in ``migrations/versions`` create exactly these tables;
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -155,3 +156,36 @@ class DeliveryMark(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime, server_default=func.now(), onupdate=func.now()
     )
+
+
+class DailyStats(Base):
+    """One UTC day of traffic, for ops (``python -m imchat stats``).
+
+    The message counts are atomic increments made by the bus consumer as it
+    delivers (``services.maintenance.note_messages``): messages are not kept
+    once delivered, so they can only be counted on the way through.
+    ``active_users`` is rolled up from ``active_users_daily`` by a beat job.
+    """
+
+    __tablename__ = "daily_stats"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    direct_messages: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    group_messages: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    active_users: Mapped[int] = mapped_column(Integer, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime, server_default=func.now(), onupdate=func.now()
+    )
+
+
+class ActiveUserDay(Base):
+    """A user who sent at least one message on a UTC day (insert-or-ignore).
+
+    Kept a few weeks only: the beat job counts each day into ``daily_stats``
+    and purges the rows past ``maintenance.ACTIVE_USERS_KEEP_DAYS``.
+    """
+
+    __tablename__ = "active_users_daily"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    user_id: Mapped[str] = mapped_column(ID, primary_key=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 from imchat.config import load_settings
 from imchat.container import Services
-from imchat.services import pending  # noqa: F401 - registers the jobs
+from imchat.services import maintenance, pending  # noqa: F401 - registers the jobs
 from imchat.services.jobs import JOBS, run_job
 from tasks import celery
 

@@ -22,9 +22,11 @@ from imchat.config import Settings
 INITIAL = "0001_initial_schema"
 SAMPLE = "0002_sample_data"
 MARKS = "0003_delivery_marks"
-HEAD = MARKS
+STATS = "0004_daily_stats"
+HEAD = STATS
 INITIAL_TABLES = {"users", "groups", "group_members", "offline_messages", "sequence_snapshots"}
-TABLES = INITIAL_TABLES | {"delivery_marks"}
+MARKS_TABLES = INITIAL_TABLES | {"delivery_marks"}
+TABLES = MARKS_TABLES | {"daily_stats", "active_users_daily"}
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -82,7 +84,7 @@ def query(settings: Settings, sql: str, **params: Any) -> list[Any]:
 
 
 def test_history_lists_the_revisions_oldest_first() -> None:
-    assert migrate.history() == [INITIAL, SAMPLE, MARKS]
+    assert migrate.history() == [INITIAL, SAMPLE, MARKS, STATS]
     assert migrate.head() == HEAD
 
 
@@ -106,17 +108,25 @@ def test_downgrade_one_step_at_a_time(db: Settings) -> None:
     migrate.upgrade(db)
 
     migrate.downgrade(db)
-    assert migrate.status(db) == {"current": SAMPLE, "head": HEAD, "pending": [MARKS]}
+    assert migrate.status(db) == {"current": MARKS, "head": HEAD, "pending": [STATS]}
+    assert table_names(db) == MARKS_TABLES | {"alembic_version"}
+
+    migrate.downgrade(db)
+    assert migrate.status(db) == {"current": SAMPLE, "head": HEAD, "pending": [MARKS, STATS]}
     assert table_names(db) == INITIAL_TABLES | {"alembic_version"}
 
     migrate.downgrade(db)
-    assert migrate.status(db) == {"current": INITIAL, "head": HEAD, "pending": [SAMPLE, MARKS]}
+    assert migrate.status(db) == {
+        "current": INITIAL,
+        "head": HEAD,
+        "pending": [SAMPLE, MARKS, STATS],
+    }
     assert table_names(db) == INITIAL_TABLES | {"alembic_version"}
 
     migrate.downgrade(db)
     assert migrate.current(db) is None
     assert table_names(db) <= {"alembic_version"}
-    assert migrate.status(db)["pending"] == [INITIAL, SAMPLE, MARKS]
+    assert migrate.status(db)["pending"] == [INITIAL, SAMPLE, MARKS, STATS]
 
 
 def test_upgrade_creates_the_sqlite_files_directory(sqlite_settings: Settings) -> None:
@@ -127,7 +137,7 @@ def test_upgrade_creates_the_sqlite_files_directory(sqlite_settings: Settings) -
 
 def test_reading_a_missing_sqlite_database_creates_nothing(sqlite_settings: Settings) -> None:
     assert migrate.current(sqlite_settings) is None
-    assert migrate.status(sqlite_settings)["pending"] == [INITIAL, SAMPLE, MARKS]
+    assert migrate.status(sqlite_settings)["pending"] == [INITIAL, SAMPLE, MARKS, STATS]
     assert "does not exist" in migrate.check(sqlite_settings)[0]
     assert not sqlite_settings.data_path.exists()
 
@@ -190,9 +200,13 @@ def test_check_reports_a_database_behind_head(db: Settings) -> None:
 
     differences = migrate.check(db)
 
-    assert f"pending: {SAMPLE}, {MARKS}" in differences[0]
+    assert f"pending: {SAMPLE}, {MARKS}, {STATS}" in differences[0]
     # The tables of the pending revisions are missing, and named.
-    assert differences[1:] == ["add_table Table delivery_marks [models only]"]
+    assert sorted(differences[1:]) == [
+        "add_table Table active_users_daily [models only]",
+        "add_table Table daily_stats [models only]",
+        "add_table Table delivery_marks [models only]",
+    ]
 
 
 @pytest.mark.unit

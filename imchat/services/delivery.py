@@ -19,7 +19,7 @@ from typing import Any
 from imchat import metrics
 from imchat.backends.base import BusRecord, SeqAssignment, SeqRequest
 from imchat.container import Services
-from imchat.services import groups, sequences
+from imchat.services import groups, maintenance, sequences
 from imchat.services.pending import CHUNK, store_pending
 from imchat.topics import MEMBERSHIP_CHANGE
 
@@ -104,6 +104,9 @@ def _deliver_messages(services: Services, envelopes: list[dict[str, Any]], outbo
     for start in range(0, len(rows), CHUNK):
         store_pending(services, rows[start : start + CHUNK])
     metrics.PENDING_STORED.inc(len(rows))
+    # Daily statistics; a replayed batch (all duplicates) is not counted twice.
+    fresh = [e for e, a in zip(envelopes, assignments, strict=True) if not a.duplicate]
+    maintenance.note_messages(services, fresh)
     for envelope, frame, recipients in fanouts:
         outbox.push(services, "msgs", frame, [*recipients, envelope["from"]], envelope["conn"])
         log.debug(
