@@ -32,6 +32,9 @@ def create_app(
 
     api.init_app(app)
     ws.init_app(app)
+    from imchat import web
+
+    web.init_app(app)
     return app
 
 

@@ -1,4 +1,4 @@
-"""Profiles: GET/PATCH /api/v1/users/me, GET /api/v1/users/{user_id}."""
+"""Profiles: GET/PATCH /api/v1/users/me, GET /api/v1/users/{user_id} and by username."""
 
 from __future__ import annotations
 
@@ -44,4 +44,18 @@ def patch_me() -> Response:
 @require_auth
 def get_user(user_id: str) -> Response:
     user = user_service.profile(services_of(current_app), user_id)
+    return jsonify(schemas.PublicProfileSchema().dump(user))
+
+
+@bp.get("/by-username/<username>")
+@operation(
+    "the public profile of the user with this username (how a chat is started by name)",
+    200,
+    schemas.PublicProfileSchema,
+    errors=(404,),
+    tag="users",
+)
+@require_auth
+def get_user_by_username(username: str) -> Response:
+    user = user_service.profile_by_username(services_of(current_app), username)
     return jsonify(schemas.PublicProfileSchema().dump(user))

@@ -60,6 +60,15 @@ def profile(services: Services, user_id: str) -> UserRecord:
     return user
 
 
+def profile_by_username(services: Services, username: str) -> UserRecord:
+    """The record of the user called ``username``; 404 when there is none."""
+    with services.db.session() as session:
+        user = user_store.by_username(session, username)
+    if user is None:
+        raise APIError(404, f"no user is called {username!r}")
+    return user
+
+
 def update_profile(services: Services, user_id: str, changes: Mapping[str, Any]) -> UserRecord:
     """Change any of display_name, email, avatar_url (None clears one)."""
     with services.db.session() as session:

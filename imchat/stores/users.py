@@ -67,8 +67,13 @@ def by_id(session: Session, user_id: str) -> UserRecord | None:
 
 
 def by_username(session: Session, username: str) -> UserRecord | None:
+    """The user called exactly ``username``.
+
+    MariaDB's default collation ignores case and trailing spaces; comparing
+    again here makes both databases answer the same (login, lookups).
+    """
     user = session.scalars(select(User).where(User.username == username)).first()
-    return _record(user) if user else None
+    return _record(user) if user and user.username == username else None
 
 
 def username_taken(session: Session, username: str) -> bool:

@@ -1,0 +1,1 @@
+"""Browser tests: the web client in headless Chromium (Playwright)."""
