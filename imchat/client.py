@@ -111,6 +111,8 @@ class ChatConnection:
         self.events: queue.Queue[Frame] = queue.Queue()
         self.errors: queue.Queue[Frame] = queue.Queue()
         self._acks: dict[str, queue.Queue[Frame]] = {}
+        # Sends without an ack yet, resent by ``reconnect`` (same id: idempotent).
+        self.unacked: dict[str, Frame] = {}
         self._lock = threading.Lock()
         self._synced: queue.Queue[int] = queue.Queue()
         self._pongs: queue.Queue[Frame] = queue.Queue()
@@ -136,6 +138,8 @@ class ChatConnection:
     def _route(self, frame: Frame) -> None:
         kind = frame.get("type")
         if kind == "ack" or (kind == "error" and frame.get("id") in self._acks):
+            if kind == "ack" or frame.get("code") != "unavailable":
+                self.unacked.pop(frame["id"], None)
             self._ack_queue(frame["id"]).put(frame)
         elif kind == "msg":
             self.messages.put(frame)
@@ -160,12 +164,17 @@ class ChatConnection:
     def send_nowait(
         self, body: str, to: str | None = None, group: str | None = None, cid: str | None = None
     ) -> str:
-        """Send a message; return its client id (wait for it with ``wait_ack``)."""
+        """Send a message; return its client id (wait for it with ``wait_ack``).
+
+        On a dead socket the send is kept, not lost: ``reconnect`` resends it.
+        """
         cid = cid or uuid.uuid4().hex
         self._ack_queue(cid)
         frame: Frame = {"type": "send", "id": cid, "body": body}
         frame.update({"to": to} if to is not None else {"group": group})
-        self.send_frame(frame)
+        self.unacked[cid] = frame
+        with contextlib.suppress(websocket.WebSocketException, OSError):
+            self.send_frame(frame)
         return cid
 
     def wait_ack(self, cid: str, timeout: float | None = None) -> Frame:
@@ -209,9 +218,13 @@ class ChatConnection:
 
     # ------------------------------------------------------------ lifetime
     def reconnect(self) -> None:
-        """Open a new socket: pending messages are pushed again, then ``synced``."""
+        """Open a new socket and resume: pending messages arrive again, then
+        ``synced``, and every send not acked yet goes out again with its id
+        (the server answers a resend with the first ack, never a duplicate)."""
         self.close()
         self._open()
+        for frame in list(self.unacked.values()):
+            self.send_frame(frame)
 
     def close(self) -> None:
         """Close handshake: the reader thread takes the server's close frame
