@@ -16,6 +16,8 @@ API a plain blocking one that works from scripts, tests, bots and, after
 from __future__ import annotations
 
 import contextlib
+import functools
+import http.client
 import json
 import queue
 import threading
@@ -47,12 +49,30 @@ class Session:
     token: str
 
 
-class ApiClient:
-    """The HTTP API under /api/v1."""
+class _SourceAddressHandler(urllib.request.HTTPHandler):
+    """Opens HTTP connections from a given local address."""
 
-    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+    def __init__(self, source_ip: str) -> None:
+        super().__init__()
+        self.source_ip = source_ip
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        connect = functools.partial(http.client.HTTPConnection, source_address=(self.source_ip, 0))
+        return self.do_open(connect, req)
+
+
+class ApiClient:
+    """The HTTP API under /api/v1.
+
+    ``source_ip`` makes requests leave from that local address (a load
+    generator or a test standing in for many clients on one machine).
+    """
+
+    def __init__(self, base_url: str, timeout: float = 10.0, source_ip: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        handlers = [_SourceAddressHandler(source_ip)] if source_ip else []
+        self._opener = urllib.request.build_opener(*handlers)
 
     def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -61,7 +81,7 @@ class ApiClient:
         if token:
             request.add_header("Authorization", f"Bearer {token}")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with self._opener.open(request, timeout=self.timeout) as response:
                 raw = response.read()
         except urllib.error.HTTPError as err:
             error = json.loads(err.read() or b"{}").get("error", {})

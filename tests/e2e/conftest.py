@@ -8,8 +8,6 @@ for the tests that must see exactly what the server sends and nothing else.
 from __future__ import annotations
 
 import contextlib
-import functools
-import http.client
 import itertools
 import json
 import os
@@ -29,7 +27,7 @@ from typing import Any
 import pytest
 import websocket
 
-from imchat.client import ApiClient, ChatConnection, ChatError, Session
+from imchat.client import ApiClient, ChatConnection, Session
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery"
@@ -158,43 +156,10 @@ def new_username() -> str:
 _addresses = itertools.cycle(f"127.0.0.{i}" for i in range(2, 255))
 
 
-class _SourceAddressHandler(urllib.request.HTTPHandler):
-    def __init__(self, source_ip: str) -> None:
-        super().__init__()
-        self.source_ip = source_ip
-
-    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        connect = functools.partial(http.client.HTTPConnection, source_address=(self.source_ip, 0))
-        return self.do_open(connect, req)
-
-
-class UserApiClient(ApiClient):
-    """ApiClient whose requests leave from one given loopback address."""
-
-    def __init__(self, base_url: str, source_ip: str) -> None:
-        super().__init__(base_url)
-        self._opener = urllib.request.build_opener(_SourceAddressHandler(source_ip))
-
-    def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
-        # Same as ApiClient.call but through this client's opener.
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base_url + path, data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        if token:
-            request.add_header("Authorization", f"Bearer {token}")
-        try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as err:
-            error = json.loads(err.read() or b"{}").get("error", {})
-            raise ChatError(error.get("code", "http"), error.get("message", ""), err.code) from None
-        return json.loads(raw) if raw else None
-
-
 def register_users(base_url: str, count: int) -> list[Session]:
     """``count`` fresh users, registered and logged in through the HTTP API."""
     return [
-        UserApiClient(base_url, next(_addresses)).register_and_login(new_username(), PASSWORD)
+        ApiClient(base_url, source_ip=next(_addresses)).register_and_login(new_username(), PASSWORD)
         for _ in range(count)
     ]
 
