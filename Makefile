@@ -36,6 +36,7 @@ run-prod: venv
 	scripts/test-services up
 	mkdir -p var
 	set -a && . deploy/local.env && set +a && \
+		rm -rf "$$IMCHAT_METRICS_DIR" && \
 		$(PY) -c "$$RUN_PROD_CREATE_DB" && \
 		$(PY) -m imchat db upgrade && \
 		$(PY) -m imchat create-topics
