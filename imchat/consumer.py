@@ -11,8 +11,10 @@ import logging
 import threading
 import time
 
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
 from imchat import metrics
-from imchat.backends.base import BusConsumer
+from imchat.backends.base import BackendUnavailable, BusConsumer, BusRecord
 from imchat.container import Services
 from imchat.services.delivery import process_records
 from imchat.topics import DIRECT_MSG, GROUP_MSG, MEMBERSHIP_CHANGE
@@ -26,6 +28,13 @@ RETRY_SECONDS = 0.5
 LAG_CHECK_SECONDS = 5.0
 
 
+def transient(exc: Exception) -> bool:
+    """A failure that retrying may cure (a backend down), not one of the data."""
+    if isinstance(exc, DBAPIError):
+        return isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated
+    return isinstance(exc, BackendUnavailable | ConnectionError | TimeoutError)
+
+
 class DeliveryConsumer:
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -36,6 +45,25 @@ class DeliveryConsumer:
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="imchat-consumer", daemon=True)
         self._thread.start()
+
+    def _deliver_one_by_one(self, records: list[BusRecord]) -> None:
+        """Deliver what can be, set aside (log) what never can: one bad record
+        must not stop delivery for everyone behind it on its partition."""
+        for record in records:
+            try:
+                process_records(self.services, [record])
+            except Exception as exc:
+                if transient(exc):
+                    raise
+                metrics.ERRORS.labels("undeliverable", "consumer").inc()
+                log.error(
+                    "record %s/%d@%d set aside: %r",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    record.value[:500],
+                    exc_info=True,
+                )
 
     def stop(self, timeout: float = 5.0) -> None:
         self.stopping.set()
@@ -70,7 +98,13 @@ class DeliveryConsumer:
             return
         started = time.monotonic()
         with metrics.BATCH_SECONDS.time():
-            process_records(self.services, records)
+            try:
+                process_records(self.services, records)
+            except Exception as exc:
+                if transient(exc):
+                    raise
+                log.exception("a batch failed on its data; delivering its records one by one")
+                self._deliver_one_by_one(records)
             consumer.commit()
         log.debug(
             "delivered %d records in %.1f ms", len(records), (time.monotonic() - started) * 1e3

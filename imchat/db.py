@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pymysql
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,6 +24,28 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+class _PyMySQLConnection(pymysql.connections.Connection):
+    """PyMySQL, minus a fresh TLS context (and a read of the system's CA
+    certificates, tens of ms) for every new connection: under load the pool's
+    overflow connections come and go, and that read took most of a gateway's
+    CPU. With TLS options in the URL PyMySQL builds its context as usual."""
+
+    _preferred_tls: Any = None  # PyMySQL's default context, built once per process
+
+    def _create_ssl_ctx(self, sslp: Any) -> Any:
+        if sslp != {}:
+            return super()._create_ssl_ctx(sslp)
+        if _PyMySQLConnection._preferred_tls is None:
+            _PyMySQLConnection._preferred_tls = super()._create_ssl_ctx({})
+        return _PyMySQLConnection._preferred_tls
+
+
+def _connect_pymysql(
+    dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]
+) -> _PyMySQLConnection:
+    return _PyMySQLConnection(*cargs, **cparams)
+
+
 def make_engine(settings: Settings) -> Engine:
     url = make_url(settings.effective_database_url)
     if url.get_backend_name() == "sqlite":
@@ -31,7 +54,7 @@ def make_engine(settings: Settings) -> Engine:
         engine = create_engine(url)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
@@ -39,6 +62,9 @@ def make_engine(settings: Settings) -> Engine:
         pool_pre_ping=True,
         pool_timeout=5,
     )
+    if url.get_driver_name() == "pymysql":
+        event.listen(engine, "do_connect", _connect_pymysql)
+    return engine
 
 
 class Database:

@@ -6,6 +6,8 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from imchat.api.schemas import text
+
 MAX_BODY = 4000
 
 
@@ -17,10 +19,12 @@ class FrameSchema(Schema):
 
 
 class SendFrame(FrameSchema):
-    id = fields.String(required=True, validate=validate.Length(1, 64))
-    to = fields.String(validate=validate.Length(1, 64))
-    group = fields.String(validate=validate.Length(1, 64))
-    body = fields.String(required=True, validate=validate.Length(1, MAX_BODY))
+    # Every string must be storable: JSON lets a lone surrogate (\ud800)
+    # through, which no database (nor UTF-8) can hold.
+    id = text(1, 64, required=True)
+    to = text(1, 64)
+    group = text(1, 64)
+    body = text(1, MAX_BODY, required=True)
 
     @validates_schema
     def exactly_one_target(self, data: dict[str, Any], **_: Any) -> None:
@@ -29,8 +33,9 @@ class SendFrame(FrameSchema):
 
 
 class DeliveredFrame(FrameSchema):
-    conversation_id = fields.String(required=True, validate=validate.Length(1, 80))
-    seq = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    conversation_id = text(1, 80, required=True)
+    # A seq is a signed 64-bit column in every database.
+    seq = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=2**63 - 1))
 
 
 class PingFrame(FrameSchema):

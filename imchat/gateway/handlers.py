@@ -70,7 +70,7 @@ def handle_frame(gateway: Gateway, conn: Connection, raw: str | bytes) -> None:
 def _cid_of(raw: str | bytes) -> str | None:
     try:
         cid = json.loads(raw).get("id")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return None
     return cid if isinstance(cid, str) else None
 
@@ -80,12 +80,15 @@ def _parse(raw: str | bytes) -> dict[str, Any]:
         frame = json.loads(raw)
     except ValueError:
         raise FrameError("bad_request", "frame is not JSON") from None
+    except RecursionError:
+        raise FrameError("bad_request", "frame is nested too deeply") from None
     if not isinstance(frame, dict):
         raise FrameError("bad_request", "frame must be a JSON object")
     cid = frame.get("id") if isinstance(frame.get("id"), str) else None
-    schema = SCHEMAS.get(frame.get("type"))  # type: ignore[arg-type]
+    kind = frame.get("type")
+    schema = SCHEMAS.get(kind) if isinstance(kind, str) else None
     if schema is None:
-        raise FrameError("bad_request", f"unknown frame type {frame.get('type')!r}", cid)
+        raise FrameError("bad_request", f"unknown frame type {str(kind)[:40]!r}", cid)
     try:
         loaded: dict[str, Any] = schema.load(frame)
     except ValidationError as err:
