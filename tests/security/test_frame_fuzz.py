@@ -68,11 +68,6 @@ class Probe:
     cid: str | None = None
 
     def __repr__(self) -> str:
-        # Short: hypothesis prints failing examples, and a 100 KB frame is no help.
-        raw = self.raw if len(self.raw) <= 120 else f"{self.raw[:100]!r}... ({len(self.raw)} long)"
-        return f"Probe({raw!r}, {self.expect!r}, {self.codes!r}, {self.cid!r})"
-
-    def __repr__(self) -> str:
         # Hypothesis prints failing examples: a 200 KB frame would drown the report.
         raw = self.raw if len(self.raw) <= 300 else self.raw[:150] + "..." + self.raw[-50:]
         return f"Probe({raw!r}, {self.expect}, {self.codes}, cid={self.cid!r})"
