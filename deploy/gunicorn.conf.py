@@ -2,6 +2,10 @@
 
 from typing import Any
 
+from imchat.serve import raise_open_file_limit
+
+raise_open_file_limit()  # the master's limit is its workers' limit
+
 
 def child_exit(server: Any, worker: Any) -> None:
     """A dead worker's live gauges (open connections) must stop counting."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 
 from flask import Flask
@@ -65,10 +66,21 @@ def start_embedded_consumer(app: Flask) -> None:
     app.extensions["imchat.consumer"] = consumer
 
 
+def raise_open_file_limit() -> int:
+    """Lift the soft limit on open files to the hard one: every WebSocket is a
+    descriptor (two under gevent's own server), and the usual soft limit of
+    1,024 would cap a gateway far below its 10,000 connections."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
 def serve(app: Flask, host: str, port: int) -> None:
     import gevent
     from gevent.pywsgi import WSGIServer
 
+    raise_open_file_limit()
     server = WSGIServer((host, port), app, log=None, handler_class=websocket_aware_handler())
 
     def stop() -> None:

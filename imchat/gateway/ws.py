@@ -71,11 +71,12 @@ def websocket(ws: Any) -> None:
     gateway = gateway_of(current_app)
     settings = gateway.services.settings
     limit = TokenBucket(settings.frame_rate_per_second, settings.frame_burst)
+    # Every write to the socket, ours and simple_websocket's own (pings, pongs,
+    # close), goes through one lock: gevent refuses two greenlets writing one
+    # socket at once, and interleaved frames would corrupt the stream.
+    ws.sock = SerializedSocket(ws.sock)
     conn = Connection(ws, g.ws_user_id, limit)
-    # Under gevent's own server simple_websocket works on a dup of the socket
-    # and closes it when the handshake ends; keep our own to shut the TCP
-    # connection down, or the server would read the next bytes as a request.
-    tcp = ws.sock.dup()
+    tcp = server_socket(request.environ, ws)
     request.environ["imchat.websocket"] = True
     gateway.attach(conn)
     try:
@@ -96,7 +97,40 @@ def websocket(ws: Any) -> None:
         _close_cleanly(ws, tcp)
 
 
-def _close_cleanly(ws: Any, tcp: socket.socket) -> None:
+class SerializedSocket:
+    """A socket whose writes take turns (and are written whole)."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._write = threading.Lock()
+
+    def send(self, data: bytes) -> int:
+        with self._write:
+            self._sock.sendall(data)
+        return len(data)
+
+    def sendall(self, data: bytes) -> None:
+        self.send(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def server_socket(environ: dict[str, Any], ws: Any) -> Any:
+    """The socket the WSGI server itself holds for this connection.
+
+    Under gevent's own server simple_websocket works on a dup of it and
+    closes that dup when the handshake ends; shutting the server's socket
+    down is what ends the TCP connection (no extra descriptor is kept).
+    """
+    if "gunicorn.socket" in environ:
+        return environ["gunicorn.socket"]
+    rfile = getattr(environ.get("wsgi.input"), "rfile", None)
+    raw = getattr(rfile, "raw", None)
+    return getattr(raw, "_sock", None) or ws.sock
+
+
+def _close_cleanly(ws: Any, tcp: Any) -> None:
     """Finish the close handshake and shut the TCP connection down, so that a
     client's close returns at once instead of waiting out its timeout."""
     with contextlib.suppress(ConnectionClosed, OSError):
@@ -104,4 +138,3 @@ def _close_cleanly(ws: Any, tcp: socket.socket) -> None:
             ws.close()
     with contextlib.suppress(OSError):
         tcp.shutdown(socket.SHUT_RDWR)
-    tcp.close()
