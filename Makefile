@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-REQS := requirements/base.txt requirements/production.txt requirements/dev.txt
+REQS := requirements/base.txt requirements/production.txt requirements/bench.txt requirements/dev.txt
 HOST ?= 127.0.0.1
 PORT ?= 8000
 COMPOSE_INFRA := docker compose -f deploy/docker/docker-compose.infra.yml
@@ -13,7 +13,7 @@ COMPOSE_APP := docker compose -f deploy/docker/docker-compose.infra.yml -f deplo
 
 .PHONY: venv run test test-unit lint format services-up services-down services-status \
 	db-upgrade db-sample im-db-rollback im-db-status im-db-validate im-db-diff topics \
-	check-infra infra-up infra-down app-up clean run-prod
+	check-infra infra-up infra-down app-up clean run-prod bench
 
 venv: $(STAMP)
 
@@ -76,6 +76,11 @@ services-down:
 	scripts/test-services down
 services-status:
 	scripts/test-services status
+
+## bench: the benchmark (ceiling + embedded + production), then docs/benchmarks.md and .png
+bench: venv
+	$(PY) -m benchmarks run --profile
+	$(PY) -m benchmarks report
 
 ## Database migrations (Alembic; the seed's Liquibase targets keep their names)
 db-upgrade: venv
