@@ -77,25 +77,41 @@ class DeliveryConsumer:
                 if consumer is None:
                     group = self.services.settings.kafka_consumer_group
                     consumer = self.services.bus.subscribe(TOPICS, group)
-                self._poll_once(consumer)
+                records = self._poll(consumer)
+            except BackendUnavailable as exc:
+                # The bus is away: nothing was handed out, so there is nothing
+                # to rewind; the same consumer reconnects by itself (a new one
+                # may wait a long time to be given partitions again).
+                log.warning("bus unavailable while polling: %s", exc)
+                self.stopping.wait(RETRY_SECONDS)
+                continue
+            if not records:
+                continue
+            try:
+                self._deliver(consumer, records)
             except Exception:
                 log.exception("delivery batch failed; rewinding to the last commit")
                 # Closing and subscribing again restarts from the committed
                 # offsets, so the failed batch is processed again.
-                if consumer is not None:
-                    consumer.close()
+                consumer.close()
                 consumer = None
                 self.stopping.wait(RETRY_SECONDS)
         if consumer is not None:
             consumer.close()
 
     def _poll_once(self, consumer: BusConsumer) -> None:
+        records = self._poll(consumer)
+        if records:
+            self._deliver(consumer, records)
+
+    def _poll(self, consumer: BusConsumer) -> list[BusRecord]:
         records = consumer.poll_batch(BATCH, POLL_SECONDS)
         if time.monotonic() >= self._next_lag_check:
             metrics.CONSUMER_LAG.set(consumer.lag())
             self._next_lag_check = time.monotonic() + LAG_CHECK_SECONDS
-        if not records:
-            return
+        return records
+
+    def _deliver(self, consumer: BusConsumer, records: list[BusRecord]) -> None:
         started = time.monotonic()
         with metrics.BATCH_SECONDS.time():
             try:

@@ -89,6 +89,20 @@ def run_blocking(func: Callable[..., T], *args: Any) -> T:
 
 
 # ------------------------------------------------------------ delivery waits
+# The broker no longer knows this idempotent producer's id, epoch or sequence
+# (a broker restarted or its state expired): librdkafka does not always flag
+# these fatal, yet the producer keeps failing with them. Start a fresh one.
+PRODUCER_STATE_LOST = frozenset(
+    {
+        KafkaError.PRODUCER_FENCED,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+        KafkaError.UNKNOWN_PRODUCER_ID,
+        KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+        KafkaError.INVALID_PRODUCER_ID_MAPPING,
+    }
+)
+
+
 class DeliveryWait:
     """Collects the delivery reports of one publish (or one batch).
 
@@ -126,7 +140,7 @@ class DeliveryWait:
     def _count(self, err: KafkaError | None) -> None:
         if err is not None and self.error is None:
             self.error = describe(err)
-            self.fatal = err.fatal()
+            self.fatal = err.fatal() or err.code() in PRODUCER_STATE_LOST
         self.remaining -= 1
         # The first error settles the whole wait: the caller retries everything.
         if self.remaining <= 0 or err is not None:
