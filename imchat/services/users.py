@@ -15,6 +15,8 @@ from imchat.services import auth
 from imchat.stores import users as user_store
 from imchat.stores.users import UserRecord
 
+LOGIN_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="imchat"'}
+
 
 def utcnow() -> datetime:
     """Now in UTC, naive and whole seconds: what a MySQL DATETIME column keeps."""
@@ -46,7 +48,8 @@ def authenticate(services: Services, username: str, password: str) -> str:
     with services.db.session() as session:
         user = user_store.by_username(session, username)
     if not auth.check_password(services.settings, user.password_hash if user else None, password):
-        raise APIError(401, "wrong username or password")
+        # Every 401 names its scheme (RFC 9110): the token to come is a Bearer one.
+        raise APIError(401, "wrong username or password", headers=LOGIN_CHALLENGE)
     assert user is not None  # check_password is False for an unknown user
     return user.user_id
 
