@@ -50,18 +50,20 @@ class Connection:
         self.conn_id = uuid.uuid4().hex
         self._lock = threading.Lock()
         self._syncing = True
-        self._held: list[dict[str, Any]] = []
+        self._held: list[tuple[dict[str, Any], str | None]] = []
         self._last_seq: dict[str, int] = {}
         # Sends published but not acked yet: (topic, key, envelope, published at) by client id.
         self.inflight: dict[str, tuple[str, str, bytes, float]] = {}
         self.closed = False
 
-    def send_frame(self, frame: dict[str, Any]) -> None:
+    def send_frame(self, frame: dict[str, Any], text: str | None = None) -> None:
+        """Write a frame; ``text`` is its JSON when the caller encoded it already
+        (a group message is encoded once for all its recipients' sockets)."""
         if self.closed:
             return
         with self._lock:
             try:
-                self.ws.send(json.dumps(frame))
+                self.ws.send(text if text is not None else json.dumps(frame))
             except Exception:
                 self.closed = True
 
@@ -71,21 +73,21 @@ class Connection:
         if sent is not None:
             metrics.ACK_LATENCY.observe(time.monotonic() - sent[3])
 
-    def push_message(self, frame: dict[str, Any]) -> None:
+    def push_message(self, frame: dict[str, Any], text: str | None = None) -> None:
         """A live ``msg``: sent now, or held until the pending ones are out."""
         with self._lock:
             if self._syncing:
-                self._held.append(frame)
+                self._held.append((frame, text))
                 return
-        self._send_message(frame)
+        self._send_message(frame, "live", text)
 
-    def _send_message(self, frame: dict[str, Any], via: str = "live") -> bool:
+    def _send_message(self, frame: dict[str, Any], via: str, text: str | None = None) -> bool:
         conversation_id, seq = frame["conversation_id"], frame["seq"]
         with self._lock:
             if seq <= self._last_seq.get(conversation_id, 0):
                 return False
             self._last_seq[conversation_id] = seq
-        self.send_frame(frame)
+        self.send_frame(frame, text)
         metrics.MESSAGES_DELIVERED.labels(via).inc()
         if via == "live":
             metrics.DELIVERY_LATENCY.observe(max(time.time() - frame["ts"] / 1000, 0))
@@ -101,5 +103,5 @@ class Connection:
                 if not held:
                     self._syncing = False
                     return
-            for frame in held:
-                self._send_message(frame)
+            for frame, text in held:
+                self._send_message(frame, "live", text)

@@ -97,8 +97,9 @@ class Gateway:
                 conn.deliver_ack(frame)
         tracing = log.isEnabledFor(logging.DEBUG)
         for frame, users, exclude in batch.get("msgs", []):
+            text = json.dumps(frame)  # once, for every local recipient socket
             for conn in self._local(users, exclude):
-                conn.push_message(frame)
+                conn.push_message(frame, text)
                 if tracing:
                     trace = {"msg_id": frame["msg_id"], "user_id": conn.user_id}
                     log.debug("delivered to a socket", extra=trace)
