@@ -461,7 +461,9 @@ class FaultyStack(Stack):
             cluster.wait_healthy(member)
 
 
-@pytest.fixture(scope="module")
+# One stack per test: a broker restart in one test must not leave the next
+# test with a consumer still catching up (see the known issue in test_faults).
+@pytest.fixture
 def faulty_stack(mysql_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultyStack]:
     """A whole stack with its own broker (S3-backed tansu) and 3-member etcd cluster."""
     unique = uuid.uuid4().hex[:8]
