@@ -68,6 +68,17 @@ class Settings:
     kafka_min_insync_replicas: int = 2
     kafka_client_id: str = "imchat"
     kafka_consumer_group: str = "imchat-delivery"
+    # Put before every topic name on the broker, so that deployments sharing
+    # a cluster (staging beside production, test runs, benchmarks) never read
+    # each other's records. Code and docs use the names without it.
+    kafka_topic_prefix: str = ""
+    # Producer batching window (librdkafka's own default): fewer, fuller
+    # produce requests for a few ms of latency.
+    kafka_linger_ms: int = 5
+    # How long the broker may hold a fetch when it has no data. Kafka answers
+    # as soon as data arrives; a broker that holds fetches the whole wait
+    # (the tansu test broker) turns it into latency, so keep it short.
+    kafka_fetch_wait_ms: int = 10
 
     # Sequence numbers are reserved durably in blocks of this size.
     seq_snapshot_interval: int = 10_000

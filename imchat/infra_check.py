@@ -332,23 +332,31 @@ def topic_problems(found: Mapping[str, int], specs: Iterable[TopicSpec]) -> list
     return problems
 
 
-def kafka_topic_partitions(bootstrap: str) -> dict[str, int]:
-    """Partition count of every topic the cluster reports; KafkaException when down."""
+def kafka_topic_partitions(bootstrap: str, prefix: str = "") -> dict[str, int]:
+    """Partition count of every topic under ``prefix`` (named without it);
+    KafkaException when the broker is down."""
     from confluent_kafka.admin import AdminClient
 
     # log_level 0: librdkafka would print each refused connection to stderr;
     # the check reports the outcome itself.
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
     metadata = admin.list_topics(timeout=KAFKA_TIMEOUT)
-    return {name: len(t.partitions) for name, t in metadata.topics.items() if t.error is None}
+    return {
+        name.removeprefix(prefix): len(t.partitions)
+        for name, t in metadata.topics.items()
+        if t.error is None and name.startswith(prefix)
+    }
 
 
-def check_kafka(bootstrap: str, specs: Sequence[TopicSpec] = TOPICS) -> list[CheckLine]:
-    """The broker answers, and every topic of ``specs`` has exactly its partition count."""
+def check_kafka(
+    bootstrap: str, specs: Sequence[TopicSpec] = TOPICS, prefix: str = ""
+) -> list[CheckLine]:
+    """The broker answers, and every topic of ``specs`` (under ``prefix``) has
+    exactly its partition count."""
     from confluent_kafka import KafkaException
 
     try:
-        found = kafka_topic_partitions(bootstrap)
+        found = kafka_topic_partitions(bootstrap, prefix)
     except KafkaException as exc:
         reason = exc.args[0].str() if exc.args else str(exc)
         return [CheckLine("kafka", "broker", "fail", f"{bootstrap} unreachable ({reason})")]
@@ -388,7 +396,7 @@ SERVICES: tuple[Service, ...] = (
         "kafka",
         "kafka_bootstrap_servers",
         ("--kafka-bootstrap", "--kafka-bootstrap-servers"),
-        lambda s, o: check_kafka(s.kafka_bootstrap_servers),
+        lambda s, o: check_kafka(s.kafka_bootstrap_servers, prefix=s.kafka_topic_prefix),
     ),
 )
 

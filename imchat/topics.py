@@ -33,11 +33,10 @@ TOPICS: tuple[TopicSpec, ...] = (GROUP_MSG, OFFLINE_MSG, MEMBERSHIP_CHANGE, DIRE
 TOPICS_BY_NAME = {t.name: t for t in TOPICS}
 
 # Producer settings of the seed: wait for every in-sync replica, compress,
-# and let the broker drop retried duplicates. linger.ms is kept at 1 so that
-# batching never costs the sender more than a millisecond of latency.
+# and let the broker drop retried duplicates. linger.ms comes from settings
+# (``kafka_linger_ms``).
 PRODUCER_CONFIG: dict[str, str | int | bool] = {
     "acks": "all",
     "enable.idempotence": True,
     "compression.type": "snappy",
-    "linger.ms": 1,
 }

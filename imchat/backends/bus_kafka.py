@@ -209,6 +209,8 @@ class KafkaBus(MessageBus):
         self._polled: PolledProducer | None = None
         self._admin: AdminClient | None = None
         self._admin_pid = 0
+        # Topic names on the broker are the bus's names behind this prefix.
+        self.prefix = settings.kafka_topic_prefix
 
     # ------------------------------------------------------------ configs
     def _common_config(self) -> dict[str, Any]:
@@ -221,6 +223,7 @@ class KafkaBus(MessageBus):
         return {
             **self._common_config(),
             **PRODUCER_CONFIG,
+            "linger.ms": self.settings.kafka_linger_ms,
             "message.timeout.ms": int(self.delivery_timeout * 1000),
         }
 
@@ -231,7 +234,7 @@ class KafkaBus(MessageBus):
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             # Hand over records as soon as one is there: latency over batching.
-            "fetch.wait.max.ms": 10,
+            "fetch.wait.max.ms": self.settings.kafka_fetch_wait_ms,
             "fetch.min.bytes": 1,
             "session.timeout.ms": self.session_timeout_ms,
             "heartbeat.interval.ms": max(self.session_timeout_ms // 3, 100),
@@ -258,7 +261,9 @@ class KafkaBus(MessageBus):
         wait = DeliveryWait(len(records))
         try:
             for topic, key, value in records:
-                polled.producer.produce(topic, value, key, on_delivery=wait.on_delivery)
+                polled.producer.produce(
+                    self.prefix + topic, value, key, on_delivery=wait.on_delivery
+                )
         except BufferError as exc:
             raise BackendUnavailable(BACKEND, f"producer queue full: {exc}") from exc
         except KafkaException as exc:
@@ -280,7 +285,7 @@ class KafkaBus(MessageBus):
     # ------------------------------------------------------------ consumer
     def subscribe(self, topics: Sequence[str], group_id: str) -> BusConsumer:
         """A new member of ``group_id``: reads from the committed offsets, else the start."""
-        return KafkaConsumer(self._consumer_config(group_id), list(topics))
+        return KafkaConsumer(self._consumer_config(group_id), list(topics), self.prefix)
 
     # ------------------------------------------------------------ admin
     def _admin_client(self) -> AdminClient:
@@ -296,7 +301,7 @@ class KafkaBus(MessageBus):
         """Create the missing topics with their partitions and config; return those created."""
         new_topics = [
             NewTopic(
-                spec.name,
+                self.prefix + spec.name,
                 num_partitions=spec.partitions,
                 replication_factor=replication_factor,
                 config=spec.config(min_insync_replicas),
@@ -324,16 +329,17 @@ class KafkaBus(MessageBus):
                 raise BackendUnavailable(BACKEND, f"cannot create topic {name}: {detail}") from exc
             except TimeoutError as exc:
                 raise BackendUnavailable(BACKEND, f"no answer creating topic {name}") from exc
-            created.append(name)
+            created.append(name.removeprefix(self.prefix))
         return created
 
     def topic_partitions(self) -> dict[str, int]:
-        """Partition count of every topic, internal ones (``__consumer_offsets``) left out."""
+        """Partition count of every topic under the prefix (named without it),
+        internal ones (``__consumer_offsets``) left out."""
         metadata = self._metadata(self.admin_timeout)
         return {
-            name: len(topic.partitions)
+            name.removeprefix(self.prefix): len(topic.partitions)
             for name, topic in metadata.topics.items()
-            if not name.startswith("__") and topic.error is None
+            if name.startswith(self.prefix) and not name.startswith("__") and topic.error is None
         }
 
     def ping(self, timeout: float = 2.0) -> None:
@@ -360,13 +366,16 @@ class KafkaBus(MessageBus):
 class KafkaConsumer(BusConsumer):
     """One member of a consumer group; offsets are committed only by ``commit``."""
 
-    def __init__(self, config: dict[str, Any], topics: list[str]) -> None:
+    def __init__(self, config: dict[str, Any], topics: list[str], prefix: str = "") -> None:
         self._consumer = Consumer({**config, "error_cb": self._on_error})
+        self._prefix = prefix
         # (topic, partition) -> the next offset to read, for records handed out.
         self._returned: dict[tuple[str, int], int] = {}
         # A link failure seen during the current poll (set from inside consume()).
         self._link_error: KafkaError | None = None
-        self._consumer.subscribe(topics, on_revoke=self._forget, on_lost=self._forget)
+        self._consumer.subscribe(
+            [prefix + t for t in topics], on_revoke=self._forget, on_lost=self._forget
+        )
 
     def _forget(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Partitions taken away in a rebalance: their new owner starts from the
@@ -428,7 +437,9 @@ class KafkaConsumer(BusConsumer):
     def _record(self, msg: Message) -> BusRecord:
         topic, partition, offset = str(msg.topic()), msg.partition() or 0, msg.offset() or 0
         self._returned[(topic, partition)] = offset + 1
-        return BusRecord(topic, partition, offset, text_key(msg.key()), bytes(msg.value() or b""))
+        value = bytes(msg.value() or b"")
+        name = topic.removeprefix(self._prefix)
+        return BusRecord(name, partition, offset, text_key(msg.key()), value)
 
     def commit(self) -> None:
         """Commit the offsets of every record returned so far, synchronously."""

@@ -15,7 +15,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from imchat import metrics
 from imchat.backends.base import BackendUnavailable
-from imchat.container import Services
 from imchat.gateway.connection import Connection
 from imchat.gateway.frames import SCHEMAS
 from imchat.gateway.hub import Gateway
@@ -26,6 +25,7 @@ from imchat.topics import DIRECT_MSG, GROUP_MSG
 
 log = logging.getLogger("imchat.gateway")
 USER_CACHE_TTL = 3600
+KNOWN_USERS_MAX = 100_000
 
 
 class FrameError(Exception):
@@ -109,7 +109,7 @@ def on_send(gateway: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
             raise FrameError("forbidden", "not a member of this group", cid)
         topic, conversation_id = GROUP_MSG.name, group_conversation_id(frame["group"])
     else:
-        if not _user_exists(services, frame["to"]):
+        if not _user_exists(gateway, frame["to"]):
             raise FrameError("not_found", "no such user", cid)
         topic, conversation_id = DIRECT_MSG.name, direct_conversation_id(conn.user_id, frame["to"])
     envelope = {
@@ -148,16 +148,24 @@ def on_ping(gateway: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
     conn.send_frame({"type": "pong"})
 
 
-def _user_exists(services: Services, user_id: str) -> bool:
+def _user_exists(gateway: Gateway, user_id: str) -> bool:
+    if user_id in gateway.known_users:
+        return True
+    services = gateway.services
     key = f"user-exists:{user_id}"
+    exists = False
     with contextlib.suppress(BackendUnavailable):
-        if services.seqs.cache_get(key):
-            return True
-    with services.db.session() as session:
-        exists = user_store.exists(session, user_id)
+        exists = bool(services.seqs.cache_get(key))
+    if not exists:
+        with services.db.session() as session:
+            exists = user_store.exists(session, user_id)
+        if exists:
+            with contextlib.suppress(BackendUnavailable):
+                services.seqs.cache_set(key, "1", USER_CACHE_TTL)
     if exists:
-        with contextlib.suppress(BackendUnavailable):
-            services.seqs.cache_set(key, "1", USER_CACHE_TTL)
+        if len(gateway.known_users) >= KNOWN_USERS_MAX:
+            gateway.known_users.clear()
+        gateway.known_users.add(user_id)
     return exists
 
 

@@ -34,6 +34,9 @@ class Gateway:
         self._by_user: defaultdict[str, set[Connection]] = defaultdict(set)
         self._by_id: dict[str, Connection] = {}
         self.confirmations = ConfirmationBatcher(services)
+        # Users seen to exist, so that a send costs no round trip to check its
+        # recipient: accounts are never deleted. Cleared when it grows too big.
+        self.known_users: set[str] = set()
         self.started = False
 
     def start(self) -> None:

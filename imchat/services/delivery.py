@@ -21,6 +21,7 @@ from imchat.backends.base import BusRecord, SeqAssignment, SeqRequest
 from imchat.container import Services
 from imchat.services import groups, maintenance, sequences
 from imchat.services.pending import CHUNK, store_pending
+from imchat.stores import pending as pending_store
 from imchat.topics import MEMBERSHIP_CHANGE
 
 log = logging.getLogger("imchat.delivery")
@@ -101,12 +102,9 @@ def _deliver_messages(services: Services, envelopes: list[dict[str, Any]], outbo
     # Stored here, before any push, rather than in a Celery task: a recipient
     # who connects between the push and a task's insert would miss the message
     # (not routed yet for the push, not stored yet for the pending fetch).
-    for start in range(0, len(rows), CHUNK):
-        store_pending(services, rows[start : start + CHUNK])
-    metrics.PENDING_STORED.inc(len(rows))
-    # Daily statistics; a replayed batch (all duplicates) is not counted twice.
+    # A replayed batch (all duplicates) is not counted twice in the stats.
     fresh = [e for e, a in zip(envelopes, assignments, strict=True) if not a.duplicate]
-    maintenance.note_messages(services, fresh)
+    _store(services, rows, fresh)
     for envelope, frame, recipients in fanouts:
         outbox.push(services, "msgs", frame, [*recipients, envelope["from"]], envelope["conn"])
         log.debug(
@@ -115,6 +113,23 @@ def _deliver_messages(services: Services, envelopes: list[dict[str, Any]], outbo
             len(recipients),
             extra={"msg_id": frame["msg_id"], "conversation_id": frame["conversation_id"]},
         )
+
+
+def _store(services: Services, rows: list[dict[str, Any]], fresh: list[dict[str, Any]]) -> None:
+    """Pending rows in bounded transactions; the daily counters ride on the
+    last one: one commit per batch, and a batch rolled back is counted zero
+    times. Insert-ignore makes a transaction tried again store nothing twice."""
+    chunks = [rows[start : start + CHUNK] for start in range(0, len(rows), CHUNK)] or [[]]
+    for chunk in chunks[:-1]:
+        store_pending(services, chunk)
+
+    def last() -> None:
+        with services.db.session() as session:
+            pending_store.store(session, chunks[-1])
+            maintenance.record_messages(session, fresh)
+
+    maintenance.retry_lock_conflicts(last)
+    metrics.PENDING_STORED.inc(len(rows))
 
 
 def _recipients(services: Services, envelope: dict[str, Any]) -> list[str]:

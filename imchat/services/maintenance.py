@@ -4,7 +4,8 @@
   ``pending_retention_days`` (7 days, the contract's guarantee 5).
 - ``imchat.count_daily_stats``, every 10 minutes for today and at 00:05 UTC
   for yesterday: active users into ``daily_stats``, old ``active_users_daily``
-  rows purged. The message counts are kept by ``note_messages``.
+  rows purged. The message counts are kept by the bus consumer
+  (``record_messages``, in the transaction of each batch's pending rows).
 - ``imchat.prune_stale_routes``, every 5 minutes: etcd routes whose gateway
   key is gone or held by another lease.
 
@@ -24,12 +25,13 @@ import base64
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from imchat.config import DAY
 from imchat.container import Services
@@ -57,8 +59,10 @@ PURGE_MAX_BATCHES = 20
 ACTIVE_USERS_KEEP_DAYS = 35
 # Stale routes come from bugs or lease re-creations: few. Bound a run anyway.
 PRUNE_MAX_ROUTES = 1_000
-# note_messages tries its transaction this often (deadlocks, lock waits).
+# A transaction counting messages is tried this often (deadlocks, lock waits).
 NOTE_ATTEMPTS = 3
+# MySQL/MariaDB: deadlock found (1213), lock wait timeout (1205).
+LOCK_CONFLICTS = frozenset({1205, 1213})
 
 
 # ------------------------------------------------------------ pending purge
@@ -91,23 +95,46 @@ def purge_pending_before(
 
 # -------------------------------------------------------------- daily stats
 def note_messages(services: Services, envelopes: Iterable[Mapping[str, Any]]) -> None:
-    """Count freshly accepted messages into their UTC day's stats (the bus consumer's call).
+    """Count freshly accepted messages in a transaction of their own.
+
+    The bus consumer counts inside its pending-rows transaction instead
+    (``record_messages``). A failure here is logged, never raised.
+    """
+    try:
+        retry_lock_conflicts(lambda: _note_in_own_transaction(services, envelopes))
+    except SQLAlchemyError as exc:
+        log.warning("daily stats not updated: %s", exc)
+
+
+def _note_in_own_transaction(services: Services, envelopes: Iterable[Mapping[str, Any]]) -> None:
+    with services.db.session() as session:
+        record_messages(session, envelopes)
+
+
+def record_messages(session: Session, envelopes: Iterable[Mapping[str, Any]]) -> None:
+    """Add messages to their UTC day's stats, in the caller's transaction.
 
     Pass each message once: the envelopes whose seq assignment is not a
     duplicate, so that a batch replayed after a crash is not counted twice.
-    A failure is logged, never raised: statistics must not hold up delivery.
     """
     days = _tally(envelopes)
+    for day in sorted(days):  # one lock order for every consumer
+        tally = days[day]
+        stats_store.record_activity(session, day, tally.counts(), tally.senders)
+
+
+def retry_lock_conflicts(transaction: Callable[[], None]) -> None:
+    """Run ``transaction`` again when InnoDB picked it as a deadlock victim or
+    its lock wait timed out (both roll it back whole); other errors propagate."""
     for attempt in range(1, NOTE_ATTEMPTS + 1):
         try:
-            with services.db.session() as session:
-                for day in sorted(days):  # one lock order for every consumer
-                    tally = days[day]
-                    stats_store.record_activity(session, day, tally.counts(), tally.senders)
+            transaction()
             return
-        except SQLAlchemyError as exc:  # a lost deadlock or lock wait: try again
-            if attempt == NOTE_ATTEMPTS:
-                log.warning("daily stats not updated for %d day(s): %s", len(days), exc)
+        except DBAPIError as exc:
+            code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+            if code not in LOCK_CONFLICTS or attempt == NOTE_ATTEMPTS:
+                raise
+            log.info("stats transaction retried after lock conflict %s", code)
 
 
 @dataclass

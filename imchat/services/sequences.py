@@ -24,8 +24,7 @@ def assign(services: Services, requests: Sequence[SeqRequest]) -> list[SeqAssign
     results = services.seqs.assign_seqs(requests, ttl)
     lost = sorted({requests[i].conversation_id for i, r in enumerate(results) if r is None})
     if lost:
-        for conversation_id in lost:
-            restore_counter(services, conversation_id)
+        restore_counters(services, lost)
         again = [i for i, r in enumerate(results) if r is None]
         for i, result in zip(
             again, services.seqs.assign_seqs([requests[i] for i in again], ttl), strict=True
@@ -38,15 +37,20 @@ def assign(services: Services, requests: Sequence[SeqRequest]) -> list[SeqAssign
     return assigned
 
 
-def restore_counter(services: Services, conversation_id: str) -> None:
-    """Recreate a counter above everything ever handed out, one block reserved ahead."""
+def restore_counters(services: Services, conversation_ids: Sequence[str]) -> None:
+    """Recreate counters above everything ever handed out, one block reserved ahead.
+
+    New conversations come here too (they have no counter yet): a burst of
+    them costs one transaction, not one each.
+    """
     interval = services.settings.seq_snapshot_interval
     with services.db.session() as session:
-        floor = sequence_store.reserved(session, conversation_id)
-        sequence_store.reserve(session, conversation_id, floor + interval)
-    if floor:
-        log.warning("seq counter of %s was lost; restarting above %d", conversation_id, floor)
-    services.seqs.init_seq(conversation_id, floor, floor + interval)
+        floors = sequence_store.reserved(session, conversation_ids)
+        sequence_store.reserve(session, {c: floor + interval for c, floor in floors.items()})
+    for conversation_id, floor in floors.items():
+        if floor:
+            log.warning("seq counter of %s was lost; restarting above %d", conversation_id, floor)
+        services.seqs.init_seq(conversation_id, floor, floor + interval)
 
 
 def _reserve_beyond_ceilings(
@@ -62,7 +66,6 @@ def _reserve_beyond_ceilings(
         return
     interval = services.settings.seq_snapshot_interval
     with services.db.session() as session:
-        for conversation_id, seq in needed.items():
-            sequence_store.reserve(session, conversation_id, seq + interval)
+        sequence_store.reserve(session, {c: seq + interval for c, seq in needed.items()})
     for conversation_id, seq in needed.items():
         services.seqs.raise_ceiling(conversation_id, seq + interval)

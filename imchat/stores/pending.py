@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
-from sqlalchemy.dialects.mysql import insert as mysql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Table, and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from imchat.models import DeliveryMark, OfflineMessage
+from imchat.stores.sql import insert_ignore
+
+PENDING: Table = OfflineMessage.__table__  # type: ignore[assignment]
+MARKS: Table = DeliveryMark.__table__  # type: ignore[assignment]
 
 PENDING_COLUMNS = (
     "user_id",
@@ -24,19 +26,10 @@ PENDING_COLUMNS = (
 )
 
 
-def _insert_ignoring_duplicates(
-    session: Session, table: Any, rows: Sequence[dict[str, Any]]
-) -> None:
-    if session.get_bind().dialect.name == "mysql":
-        session.execute(mysql_insert(table).prefix_with("IGNORE"), rows)
-    else:
-        session.execute(sqlite_insert(table).on_conflict_do_nothing(), rows)
-
-
 def store(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert pending rows; a row already there (same user and msg_id) is kept as is."""
     if rows:
-        _insert_ignoring_duplicates(session, OfflineMessage.__table__, rows)
+        insert_ignore(session, PENDING, rows)
 
 
 def for_user(session: Session, user_id: str, limit: int) -> list[OfflineMessage]:
@@ -76,9 +69,9 @@ def confirm(session: Session, user_id: str, conversation_id: str, seq: int) -> N
         .values(sequence_number=seq)
     )
     if raised.rowcount == 0:  # type: ignore[attr-defined]
-        _insert_ignoring_duplicates(
+        insert_ignore(
             session,
-            DeliveryMark.__table__,
+            MARKS,
             [{"user_id": user_id, "conversation_id": conversation_id, "sequence_number": seq}],
         )
     session.execute(

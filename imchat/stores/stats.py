@@ -18,14 +18,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from imchat.models import ActiveUserDay, DailyStats
+from imchat.stores.sql import insert_ignore, is_mysql
 
 STATS: Table = DailyStats.__table__  # type: ignore[assignment]
 ACTIVE: Table = ActiveUserDay.__table__  # type: ignore[assignment]
 COUNTERS = ("direct_messages", "group_messages")
-
-
-def _is_mysql(session: Session) -> bool:
-    return session.get_bind().dialect.name == "mysql"
 
 
 def record_activity(
@@ -38,22 +35,15 @@ def record_activity(
     """
     active = [{"day": day, "user_id": user_id} for user_id in sorted(set(senders))]
     if active:
-        _insert_ignore(session, ACTIVE, active)
+        insert_ignore(session, ACTIVE, active)
     increments = {name: int(counts.get(name, 0)) for name in COUNTERS}
     if any(increments.values()):
         _add_to_counters(session, day, increments)
 
 
-def _insert_ignore(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
-    if _is_mysql(session):
-        session.execute(mysql_insert(table).prefix_with("IGNORE"), rows)
-    else:
-        session.execute(sqlite_insert(table).on_conflict_do_nothing(), rows)
-
-
 def _add_to_counters(session: Session, day: date, increments: dict[str, int]) -> None:
     values = {"day": day, "active_users": 0, **increments}
-    if _is_mysql(session):
+    if is_mysql(session):
         my = mysql_insert(STATS).values(values)
         my_changes: dict[str, Any] = {n: STATS.c[n] + my.inserted[n] for n in increments}
         session.execute(my.on_duplicate_key_update(updated_at=func.now(), **my_changes))
@@ -73,7 +63,7 @@ def count_active_users(session: Session, day: date) -> int:
 def set_active_users(session: Session, day: date, active_users: int) -> None:
     """Store the day's active-user count; its message counters are left as they are."""
     values = {"day": day, "direct_messages": 0, "group_messages": 0, "active_users": active_users}
-    if _is_mysql(session):
+    if is_mysql(session):
         my = mysql_insert(STATS).values(values)
         session.execute(
             my.on_duplicate_key_update(active_users=my.inserted.active_users, updated_at=func.now())
@@ -105,7 +95,7 @@ def delete_batch(session: Session, table: Table, condition: ColumnElement[bool],
     the same through its rowid. Two runs at once are harmless: a row is
     deleted by whichever gets it first, the other skips or waits for it.
     """
-    if _is_mysql(session):
+    if is_mysql(session):
         statement = delete(table).where(condition).with_dialect_options(mysql_limit=limit)
     else:
         rowid: ColumnElement[Any] = literal_column(f"{table.name}.rowid")

@@ -376,3 +376,36 @@ def test_kafka_under_gevent_50_greenlets_publish_500_records(
     finally:
         consumer.close()
         bus.close()
+
+
+@pytest.mark.integration
+def test_topic_prefixes_keep_deployments_apart(
+    settings: Settings, kafka_bootstrap: str, spec: TopicSpec, unique: str
+) -> None:
+    """Two deployments on one cluster, each with its own prefix: same topic
+    names in code, different topics on the broker, no record crossing over."""
+    buses = {
+        side: KafkaBus(kafka_settings(settings, kafka_bootstrap).replace(kafka_topic_prefix=side))
+        for side in (f"a{unique}.", f"b{unique}.")
+    }
+    a = buses[f"a{unique}."]
+    consumers: list[BusConsumer] = []
+    try:
+        for bus in buses.values():
+            assert bus.ensure_topics([spec], 1, 1) == [spec.name]
+            assert bus.topic_partitions() == {spec.name: 4}  # only its own, unprefixed
+        consumers = [bus.subscribe([spec.name], f"g_{unique}") for bus in buses.values()]
+        a.publish(spec.name, "k", b"for a only")
+
+        [record] = receive(consumers[0], 1)
+        assert (record.topic, record.value) == (spec.name, b"for a only")
+        consumers[0].commit()
+        assert receive(consumers[1], 1, timeout=3.0) == []
+        physical = KafkaBus(kafka_settings(settings, kafka_bootstrap)).topic_partitions()
+        assert {f"a{unique}.{spec.name}", f"b{unique}.{spec.name}"} <= set(physical)
+        assert spec.name not in physical
+    finally:
+        for consumer in consumers:
+            consumer.close()
+        for bus in buses.values():
+            bus.close()

@@ -88,6 +88,7 @@ def prod_env(database: str, redis_url: str, kafka: str, etcd: str, workdir: Path
         IMCHAT_KAFKA_BOOTSTRAP_SERVERS=kafka,
         IMCHAT_ETCD_ENDPOINTS=etcd,
         IMCHAT_KAFKA_CONSUMER_GROUP=f"imchat-prod-{unique}",
+        IMCHAT_KAFKA_TOPIC_PREFIX=f"prod-{unique}.",
         IMCHAT_ETCD_PREFIX=f"/imchat-prod-{unique}",
         # Many users from one address, and no slow hashes: this is not a login test.
         IMCHAT_REGISTER_LIMIT_PER_ADDRESS="0",

@@ -222,6 +222,9 @@ def stack_env(database_url: str, workdir: Path, unique: str, redis_port: int) ->
         IMCHAT_KAFKA_REPLICATION_FACTOR="1",
         IMCHAT_KAFKA_MIN_INSYNC_REPLICAS="1",
         IMCHAT_KAFKA_CONSUMER_GROUP=f"imchat-delivery-{unique}",
+        # Topics of its own: a new group reads from the start, and must not
+        # work through every record earlier stacks left on the shared broker.
+        IMCHAT_KAFKA_TOPIC_PREFIX=f"stack-{unique}.",
         IMCHAT_ETCD_ENDPOINTS="http://127.0.0.1:2379",
         IMCHAT_ETCD_PREFIX=f"/imchat-stack-{unique}",
         IMCHAT_SECRET_KEY="stack-test-secret-" + unique,
