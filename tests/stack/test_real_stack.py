@@ -9,10 +9,11 @@ import subprocess
 import time
 
 import pytest
+import redis
 
 from imchat.client import ChatConnection, ChatError
 
-from .conftest import Stack
+from .conftest import CELERY_REDIS_DB, Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -176,6 +177,47 @@ def test_worker_child_killed_mid_batch_confirmations_still_land(stack: Stack) ->
         time.sleep(0.3)
 
 
+def test_whole_worker_killed_with_tasks_in_hand_confirmations_still_land(stack: Stack) -> None:
+    """SIGKILL the whole Celery worker while it holds the confirmation task,
+    taken from the queue but not acked: they come back after the visibility
+    timeout (30 s) and a new worker runs them."""
+    alice, bob = stack.user(), stack.user()
+    broker = redis.Redis(port=stack.redis_port, db=CELERY_REDIS_DB)
+    children = worker_children(stack)
+    for pid in children:  # the pool takes tasks but cannot finish them
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        with connect(stack, 0, alice.token) as a, connect(stack, 1, bob.token) as b:
+            for i in range(20):
+                a.send_nowait(f"w{i}", to=bob.user_id)
+            last = [b.receive(timeout=30) for _ in range(20)][-1]
+            b.confirm(last["conversation_id"], last["seq"])  # trims 1..20: one task
+            # The task in the worker's hands: none queued, one unacked.
+            deadline = time.monotonic() + 15
+            while broker.llen("celery") or not broker.hlen("unacked"):
+                assert time.monotonic() < deadline, "the worker never took the task"
+                time.sleep(0.1)
+    finally:
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+        stack.kill("worker")
+    stack.start("worker")
+    killed = time.monotonic()
+    with stack.api(0).connect(bob.token) as again:
+        assert again.wait_synced() > 0, "the confirmations ran before the kill"
+
+    while True:
+        with stack.api(0).connect(bob.token) as again:
+            if again.wait_synced() == 0:
+                break
+        assert time.monotonic() < killed + 75, "confirmations lost with the worker"
+        time.sleep(1.0)
+    print(f"confirmations landed {time.monotonic() - killed:.1f} s after the kill")
+    while broker.hlen("unacked"):
+        assert time.monotonic() < killed + 90, "a restored task was never acked"
+        time.sleep(0.5)
+
+
 def drain(conn: ChatConnection) -> list[dict[str, object]]:
     frames = []
     while not conn.messages.empty():
@@ -188,16 +230,21 @@ def assert_increasing(frames: list[dict[str, object]]) -> None:
     assert seqs == sorted(set(seqs)), seqs
 
 
-def kill_worker_children(stack: Stack) -> None:
-    """SIGKILL the Celery pool processes: their tasks (acks_late) run again."""
+def worker_children(stack: Stack) -> list[int]:
+    """The Celery worker's pool processes."""
     worker = stack.processes["worker"].popen
     assert worker is not None
     children = subprocess.run(
         ["pgrep", "-P", str(worker.pid)], capture_output=True, text=True, check=False
     ).stdout.split()
     assert children, "the worker has no pool process"
-    for pid in children:
-        os.kill(int(pid), signal.SIGKILL)
+    return [int(pid) for pid in children]
+
+
+def kill_worker_children(stack: Stack) -> None:
+    """SIGKILL the Celery pool processes: their tasks (acks_late) run again."""
+    for pid in worker_children(stack):
+        os.kill(pid, signal.SIGKILL)
 
 
 def test_a_gateway_stopped_cleanly_drops_its_routes_at_once(stack: Stack) -> None:
