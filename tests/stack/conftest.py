@@ -21,6 +21,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -288,10 +289,16 @@ def stack(
     etcd_endpoints: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
+    with running_stack(mysql_url, tmp_path_factory.mktemp("stack")) as stack:
+        yield stack
+
+
+@contextmanager
+def running_stack(database_url: str, workdir: Path) -> Iterator[Stack]:
+    """The whole stack on ``database_url``: two gateways, consumer, worker."""
     unique = uuid.uuid4().hex[:8]
-    workdir = tmp_path_factory.mktemp("stack")
     redis_port = free_port()
-    env = stack_env(mysql_url, workdir, unique, redis_port)
+    env = stack_env(database_url, workdir, unique, redis_port)
     prepare_database_and_topics(env)
     stack = Stack(env, workdir, [free_port(), free_port()], redis_port)
     try:

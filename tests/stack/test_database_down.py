@@ -7,7 +7,6 @@ import json
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +15,7 @@ from sqlalchemy.engine import make_url
 
 from imchat.client import ChatError
 
-from .conftest import Stack, free_port, prepare_database_and_topics, stack_env, start_app_processes
+from .conftest import Stack, running_stack
 from .tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -24,25 +23,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 @pytest.fixture
 def proxied_stack(
-    mysql_url: str, tmp_path_factory: pytest.TempPathFactory
+    mysql_url: str,
+    kafka_bootstrap: str,
+    etcd_endpoints: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Stack, TcpProxy]]:
     url = make_url(mysql_url)
     proxy = TcpProxy(url.port or 3306, url.host or "127.0.0.1")
     through = url.set(port=proxy.port).render_as_string(hide_password=False)
-    unique = uuid.uuid4().hex[:8]
-    workdir = tmp_path_factory.mktemp("db-down-stack")
-    redis_port = free_port()
-    env = stack_env(through, workdir, unique, redis_port)
-    prepare_database_and_topics(env)
-    stack = Stack(env, workdir, [free_port(), free_port()], redis_port)
     try:
-        start_app_processes(stack)
-        yield stack, proxy
-    except BaseException:
-        print(stack.logs())
-        raise
+        with running_stack(through, tmp_path_factory.mktemp("db-down-stack")) as stack:
+            yield stack, proxy
     finally:
-        stack.stop()
         proxy.close()
 
 
