@@ -79,6 +79,8 @@ class Settings:
     # as soon as data arrives; a broker that holds fetches the whole wait
     # (the tansu test broker) turns it into latency, so keep it short.
     kafka_fetch_wait_ms: int = 10
+    # librdkafka debug contexts (e.g. "cgrp,fetch,protocol"), logged to stderr.
+    kafka_debug: str = ""
 
     # Sequence numbers are reserved durably in blocks of this size.
     seq_snapshot_interval: int = 10_000

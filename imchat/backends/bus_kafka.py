@@ -214,10 +214,13 @@ class KafkaBus(MessageBus):
 
     # ------------------------------------------------------------ configs
     def _common_config(self) -> dict[str, Any]:
-        return {
+        config = {
             "bootstrap.servers": self.settings.kafka_bootstrap_servers,
             "client.id": self.settings.kafka_client_id,
         }
+        if self.settings.kafka_debug:
+            config["debug"] = self.settings.kafka_debug
+        return config
 
     def _producer_config(self) -> dict[str, Any]:
         return {

@@ -214,6 +214,8 @@ def warm_up(stack: Stack) -> None:
 
 def stack_env(database_url: str, workdir: Path, unique: str, redis_port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMCHAT_")}
+    # The one imchat setting a test run passes through: librdkafka's debug log.
+    env.update({k: v for k, v in os.environ.items() if k == "IMCHAT_KAFKA_DEBUG"})
     env.update(
         IMCHAT_DATA_DIR=str(workdir / "var"),
         IMCHAT_DATABASE_URL=database_url,
@@ -485,6 +487,9 @@ def faulty_stack(mysql_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
     env.update(
         IMCHAT_KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{broker_port}",
         IMCHAT_ETCD_ENDPOINTS=cluster.endpoints,
+        # tansu on S3 lists a partition's record objects on moto for every
+        # fetch that finds data: fewer, fuller fetches keep moto from falling behind.
+        IMCHAT_KAFKA_FETCH_WAIT_MS=os.environ.get("FAULTS_FETCH_WAIT_MS", "100"),
     )
     stack = FaultyStack(env, workdir, gateway_ports, redis_port, broker_port=broker_port)
     stack.etcd = cluster

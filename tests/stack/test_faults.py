@@ -246,12 +246,7 @@ def report(name: str, figures: dict[str, object]) -> None:
 
 
 # -------------------------------------------------------------- the broker
-@pytest.mark.known_issue
 def test_broker_restarted_mid_stream_loses_no_acked_message(faulty_stack: FaultyStack) -> None:
-    # Known issue, not run by `make test`: after tansu restarts on its S3
-    # storage the delivery consumer (kept, or subscribed anew) gets nothing for
-    # 25-60 s although the group shows STABLE; it passed 2 runs of 6. Nothing
-    # acked is lost (the stream stalls), but the test's deadlines are missed.
     """SIGKILL tansu mid-stream and start it again on the same port and bucket."""
 
     def restart_broker(_: list[Inbox]) -> None:
@@ -308,9 +303,8 @@ def test_broker_down_send_is_unavailable_then_acked_once_when_back(
 
 
 def retry_until_acked(conn: ChatConnection, body: str, to: str, cid: str) -> Frame:
-    """Send again with the same id, as a client does, until acked. A timeout
-    is retried too: after a restart tansu can hold the delivery consumer for
-    25-60 s (the known issue below), which delays the ack but loses nothing."""
+    """Send again with the same id, as a client does, until acked (a timeout
+    too: a slow ack after the restart is resent, never lost)."""
     deadline = time.monotonic() + 90
     while True:
         try:
@@ -339,11 +333,7 @@ def wait_ready(stack: FaultyStack, gateway: int) -> None:
 
 
 # ---------------------------------------------------------------- etcd
-@pytest.mark.known_issue
 def test_etcd_leader_killed_mid_stream_routes_fail_over(faulty_stack: FaultyStack) -> None:
-    # Known issue, not run by `make test`: passes about 2 runs of 3; in the
-    # others one sender's ack misses the 30 s deadline while the leader is
-    # re-elected (cause not found yet: acks do not go through etcd).
     """SIGKILL the etcd leader (also the endpoint every client tries first) mid-stream;
     meanwhile a recipient moves to the other gateway, so that its old route must be
     deleted and its new one written, and watched by the consumer, through the two
