@@ -18,7 +18,7 @@ from imchat.client import ChatError
 from .conftest import Stack, running_stack
 from .tcp_proxy import TcpProxy
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.faults]
 
 
 @pytest.fixture

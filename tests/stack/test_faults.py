@@ -31,12 +31,15 @@ from imchat.client import ChatConnection, ChatError, Session
 
 from .conftest import BROKER, FaultyStack
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.faults]
 
 Frame = dict[str, Any]
 
 SENDERS = 3
-PER_SENDER = 66  # 198 messages, 22 in each of the 9 conversations
+# 198 messages: 44 from each sender in direct conversations (9 of them), and
+# 66 in the group of all six users, 22 from each sender.
+PER_SENDER = 66
+GROUP = "group:"  # Tally.recipient_of for a group message: GROUP + group id
 FAULT_AFTER = 60  # acks before the fault strikes: the stream is well under way
 STREAM_SECONDS = 45.0  # a send not acked by then fails the test
 # KafkaBus: librdkafka gives up on a record after 5 s, the gateway waits 1 s more.
@@ -53,6 +56,7 @@ class Tally:
     ack_times: list[float] = field(default_factory=list)
     unavailable: int = 0
     timeouts: int = 0
+    pending_cleared_seconds: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def acked(self, cid: str, to: str, ack: Frame) -> None:
@@ -75,13 +79,21 @@ class Tally:
         return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
 
-def send_reliably(conn: ChatConnection, cid: str, to: str, tally: Tally, deadline: float) -> Frame:
+def send_reliably(
+    conn: ChatConnection,
+    cid: str,
+    tally: Tally,
+    deadline: float,
+    to: str | None = None,
+    group: str | None = None,
+) -> Frame:
     """What the contract tells a client to do: retry `unavailable` with the same
     id; on a lost ack, reconnect (which resends every unacked send) and wait again."""
     while True:
         assert time.monotonic() < deadline, f"{cid} was never acked"
         try:
-            return conn.send(cid, to=to, cid=cid)  # the body is the id: ties msg to send
+            # The body is the id: it ties each msg to its send.
+            return conn.send(cid, to=to, group=group, cid=cid)
         except ChatError as err:
             assert err.code == "unavailable", err
             tally.failed(timeout=False)
@@ -93,12 +105,22 @@ def send_reliably(conn: ChatConnection, cid: str, to: str, tally: Tally, deadlin
 
 
 def send_stream(
-    conn: ChatConnection, index: int, recipients: list[Session], tally: Tally, deadline: float
+    conn: ChatConnection,
+    index: int,
+    recipients: list[Session],
+    group_id: str,
+    tally: Tally,
+    deadline: float,
 ) -> None:
+    """Two direct messages, then one to the group of everyone, and so on."""
     for n in range(PER_SENDER):
         cid = f"s{index}-{n}"
-        to = recipients[n % len(recipients)].user_id
-        tally.acked(cid, to, send_reliably(conn, cid, to, tally, deadline))
+        if n % 3 == 2:
+            ack = send_reliably(conn, cid, tally, deadline, group=group_id)
+            tally.acked(cid, GROUP + group_id, ack)
+        else:
+            to = recipients[n % len(recipients)].user_id
+            tally.acked(cid, to, send_reliably(conn, cid, tally, deadline, to=to))
 
 
 # --------------------------------------------------------------- recipients
@@ -121,6 +143,16 @@ class Inbox:
         self.conn.close()
         self.conn = connect(self.stack, gateway, self.session.token)
         self.received.append([])
+
+    def confirm_all(self) -> None:
+        """``delivered`` up to the highest seq received in each conversation."""
+        highest: dict[str, int] = {}
+        for frames in self.received:
+            for msg in frames:
+                cid = str(msg["conversation_id"])
+                highest[cid] = max(highest.get(cid, 0), int(msg["seq"]))
+        for conversation_id, seq in highest.items():
+            self.conn.confirm(conversation_id, seq)
 
     def msg_ids(self) -> set[str]:
         return {m["msg_id"] for frames in self.received for m in frames}
@@ -163,13 +195,23 @@ class StreamResult:
             "ack_timeouts_reconnects": self.tally.timeouts,
             "fault_seconds": round(self.fault_seconds, 2),
             "longest_stall_seconds": round(self.tally.longest_stall(), 2),
+            "group_messages": sum(1 for to in self.tally.recipient_of.values() if GROUP in to),
+            "pending_cleared_seconds": round(self.tally.pending_cleared_seconds, 2),
         }
 
 
 def run_stream(stack: FaultyStack, fault: Callable[[list[Inbox]], None]) -> StreamResult:
-    """3 senders stream to 3 recipients over both gateways; ``fault`` strikes mid-stream."""
-    senders = [connect(stack, i % 2, stack.user().token) for i in range(SENDERS)]
+    """3 senders stream to 3 recipients (and to a group of all six) over both
+    gateways; ``fault`` strikes mid-stream. The recipients then confirm all
+    they got, and nothing may be left pending."""
+    sessions = [stack.user() for _ in range(SENDERS)]
     recipients = [stack.user() for _ in range(SENDERS)]
+    group_id = str(
+        stack.api().create_group(
+            sessions[0].token, "faults", [u.user_id for u in [*sessions[1:], *recipients]]
+        )["group_id"]
+    )
+    senders = [connect(stack, i % 2, s.token) for i, s in enumerate(sessions)]
     inboxes = [
         Inbox(stack, r, connect(stack, (i + 1) % 2, r.token)) for i, r in enumerate(recipients)
     ]
@@ -178,7 +220,7 @@ def run_stream(stack: FaultyStack, fault: Callable[[list[Inbox]], None]) -> Stre
     try:
         with ThreadPoolExecutor(SENDERS) as pool:
             streams = [
-                pool.submit(send_stream, conn, i, recipients, tally, deadline)
+                pool.submit(send_stream, conn, i, recipients, group_id, tally, deadline)
                 for i, conn in enumerate(senders)
             ]
             while len(tally.acks) < FAULT_AFTER and not any(s.done() for s in streams):
@@ -188,20 +230,41 @@ def run_stream(stack: FaultyStack, fault: Callable[[list[Inbox]], None]) -> Stre
             fault_seconds = time.monotonic() - started
             for stream in streams:
                 stream.result()
-        expected = expected_by_recipient(tally)
+        expected = expected_by_recipient(tally, [r.user_id for r in recipients])
         for inbox in inboxes:
             inbox.collect(expected[inbox.session.user_id], timeout=30)
+            inbox.confirm_all()
     finally:
         for conn in [*senders, *(inbox.conn for inbox in inboxes)]:
             conn.close()
+    confirmed = time.monotonic()
+    for inbox in inboxes:
+        wait_nothing_pending(stack, inbox.session, confirmed + 30)
+    tally.pending_cleared_seconds = time.monotonic() - confirmed
     return StreamResult(tally, inboxes, fault_seconds)
 
 
-def expected_by_recipient(tally: Tally) -> dict[str, set[str]]:
+def expected_by_recipient(tally: Tally, recipients: list[str]) -> dict[str, set[str]]:
+    """The msg_ids each recipient must get: its direct messages and every group one."""
     expected: dict[str, set[str]] = defaultdict(set)
     for cid, ack in tally.acks.items():
-        expected[tally.recipient_of[cid]].add(ack["msg_id"])
+        to = tally.recipient_of[cid]
+        for user_id in recipients if to.startswith(GROUP) else [to]:
+            expected[user_id].add(ack["msg_id"])
     return expected
+
+
+def wait_nothing_pending(stack: FaultyStack, user: Session, deadline: float) -> None:
+    """Confirmed means trimmed: a new connection is pushed nothing (``synced`` 0)."""
+    while True:
+        conn = stack.api(0).connect(user.token)
+        try:
+            if conn.wait_synced() == 0:
+                return
+        finally:
+            conn.close()
+        assert time.monotonic() < deadline, f"confirmed messages still pending for {user}"
+        time.sleep(0.5)
 
 
 def assert_stream_delivered(result: StreamResult) -> None:
@@ -211,7 +274,7 @@ def assert_stream_delivered(result: StreamResult) -> None:
     assert len({a["msg_id"] for a in acks}) == len(acks), "two sends got one msg_id"
     assert_seqs_contiguous(tally)
     by_msg_id = {a["msg_id"]: (cid, a) for cid, a in tally.acks.items()}
-    expected = expected_by_recipient(tally)
+    expected = expected_by_recipient(tally, [i.session.user_id for i in result.inboxes])
     for inbox in result.inboxes:
         # Every acked message arrived, and nothing arrived that was not acked (a
         # send that got `unavailable` and was retried must not appear twice).
@@ -224,13 +287,18 @@ def assert_stream_delivered(result: StreamResult) -> None:
 
 
 def assert_seqs_contiguous(tally: Tally) -> None:
-    """Each conversation has one sender here, so its acks come in send order."""
+    """Each conversation's seqs are exactly 1..n (no gap, none reused), and
+    each sender's rise in its send order."""
     seqs: dict[str, list[int]] = defaultdict(list)
+    mine: dict[tuple[str, str], list[int]] = defaultdict(list)
     for cid in sorted(tally.acks, key=lambda c: (c.split("-")[0], int(c.split("-")[1]))):
         ack = tally.acks[cid]
         seqs[ack["conversation_id"]].append(int(ack["seq"]))
+        mine[(cid.split("-")[0], ack["conversation_id"])].append(int(ack["seq"]))
     for conversation, got in seqs.items():
-        assert got == list(range(1, len(got) + 1)), (conversation, got)
+        assert sorted(got) == list(range(1, len(got) + 1)), (conversation, got)
+    for (sender, conversation), got in mine.items():
+        assert got == sorted(got), (sender, conversation, got)
 
 
 def assert_in_order_per_conversation(frames: list[Frame]) -> None:

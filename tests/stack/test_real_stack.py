@@ -74,6 +74,7 @@ def test_pending_messages_follow_the_user_to_another_gateway(stack: Stack) -> No
         time.sleep(0.2)
 
 
+@pytest.mark.faults
 def test_a_dead_gateways_users_reconnect_elsewhere_and_get_pending(stack: Stack) -> None:
     alice, bob = stack.user(), stack.user()
     b = stack.api(1).connect(bob.token)
@@ -86,6 +87,7 @@ def test_a_dead_gateways_users_reconnect_elsewhere_and_get_pending(stack: Stack)
         assert again.receive()["msg_id"] == ack["msg_id"]
 
 
+@pytest.mark.faults
 def test_seq_never_goes_back_when_redis_loses_its_keys(stack: Stack) -> None:
     alice, bob = stack.user(), stack.user()
     with connect(stack, 0, alice.token) as a:
@@ -97,6 +99,7 @@ def test_seq_never_goes_back_when_redis_loses_its_keys(stack: Stack) -> None:
     assert after == [after[0], after[0] + 1, after[0] + 2]
 
 
+@pytest.mark.faults
 def test_consumer_killed_mid_stream_loses_nothing(stack: Stack) -> None:
     alice, bob = stack.user(), stack.user()
     with connect(stack, 0, alice.token) as a, connect(stack, 1, bob.token) as b:
@@ -110,6 +113,7 @@ def test_consumer_killed_mid_stream_loses_nothing(stack: Stack) -> None:
     assert len({m["msg_id"] for m in got}) == 200
 
 
+@pytest.mark.faults
 def test_redis_restarted_mid_stream_loses_no_acked_message(stack: Stack) -> None:
     """Redis dies (every key lost) during a stream: sends in the outage get
     `unavailable` or an ack, every acked message arrives once, seqs only grow."""
@@ -140,6 +144,7 @@ def send_retrying(
     raise AssertionError(f"{body} was never accepted")
 
 
+@pytest.mark.faults
 def test_gateway_killed_mid_stream_its_user_gets_everything_elsewhere(stack: Stack) -> None:
     alice, bob = stack.user(), stack.user()
     with connect(stack, 0, alice.token) as a:
@@ -158,6 +163,7 @@ def test_gateway_killed_mid_stream_its_user_gets_everything_elsewhere(stack: Sta
     assert acked <= {m["msg_id"] for m in before + after}
 
 
+@pytest.mark.faults
 def test_worker_child_killed_mid_batch_confirmations_still_land(stack: Stack) -> None:
     alice, bob = stack.user(), stack.user()
     with connect(stack, 0, alice.token) as a, connect(stack, 1, bob.token) as b:
@@ -177,6 +183,7 @@ def test_worker_child_killed_mid_batch_confirmations_still_land(stack: Stack) ->
         time.sleep(0.3)
 
 
+@pytest.mark.faults
 def test_whole_worker_killed_with_tasks_in_hand_confirmations_still_land(stack: Stack) -> None:
     """SIGKILL the whole Celery worker while it holds the confirmation task,
     taken from the queue but not acked: they come back after the visibility
@@ -247,6 +254,7 @@ def kill_worker_children(stack: Stack) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.faults
 def test_a_gateway_stopped_cleanly_drops_its_routes_at_once(stack: Stack) -> None:
     from imchat.backends.router_etcd import EtcdRouter
     from imchat.config import load_settings
