@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from websocket import WebSocketException
 
 from imchat.client import ChatConnection, ChatError, Session
 
@@ -100,8 +101,19 @@ def send_reliably(
             time.sleep(0.2)
         except TimeoutError:
             tally.failed(timeout=True)
+            reconnect(conn, deadline)
+
+
+def reconnect(conn: ChatConnection, deadline: float) -> None:
+    """Reconnect as a client does, again and again while its gateway is down."""
+    while True:
+        try:
             conn.reconnect()
             conn.wait_synced()
+            return
+        except (OSError, WebSocketException, TimeoutError):
+            assert time.monotonic() < deadline, "could not reconnect"
+            time.sleep(0.5)
 
 
 def send_stream(
@@ -322,6 +334,34 @@ def test_broker_restarted_mid_stream_loses_no_acked_message(faulty_stack: Faulty
 
     result = run_stream(faulty_stack, restart_broker)
     report("broker restart", result.figures())
+    assert_stream_delivered(result)
+
+
+# ------------------------------------------------------- the app processes
+def test_consumer_killed_mid_stream_loses_no_acked_message(faulty_stack: FaultyStack) -> None:
+    """SIGKILL the bus consumer mid-batch and start it again: its uncommitted
+    batch is read again, gets the same seqs, and is stored and pushed once."""
+
+    def restart_consumer(_: list[Inbox]) -> None:
+        faulty_stack.restart("consumer")
+
+    result = run_stream(faulty_stack, restart_consumer)
+    report("consumer restart", result.figures())
+    assert_stream_delivered(result)
+
+
+def test_gateway_killed_mid_stream_loses_no_acked_message(faulty_stack: FaultyStack) -> None:
+    """SIGKILL gateway1 (a sender's and two recipients' gateway) mid-stream and
+    start it again: the sender reconnects there and resends what was not acked,
+    the recipients reconnect to gateway0 and get what they missed as pending."""
+
+    def restart_gateway(inboxes: list[Inbox]) -> None:
+        faulty_stack.restart("gateway1")
+        for inbox in inboxes[0::2]:  # recipients 0 and 2 were on gateway1
+            inbox.move(0)
+
+    result = run_stream(faulty_stack, restart_gateway)
+    report("gateway restart", result.figures())
     assert_stream_delivered(result)
 
 
