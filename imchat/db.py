@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,15 @@ from typing import Any
 import pymysql
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from imchat.config import Settings
+
+log = logging.getLogger("imchat.db")
+# MySQL/MariaDB: deadlock found (1213), lock wait timeout (1205).
+LOCK_CONFLICTS = frozenset({1205, 1213})
+LOCK_CONFLICT_ATTEMPTS = 3
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -82,3 +89,17 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def retry_lock_conflicts(transaction: Callable[[], None]) -> None:
+    """Run ``transaction`` again when InnoDB picked it as a deadlock victim or
+    its lock wait timed out (both roll it back whole); other errors propagate."""
+    for attempt in range(1, LOCK_CONFLICT_ATTEMPTS + 1):
+        try:
+            transaction()
+            return
+        except DBAPIError as exc:
+            code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+            if code not in LOCK_CONFLICTS or attempt == LOCK_CONFLICT_ATTEMPTS:
+                raise
+            log.info("transaction retried after lock conflict %s", code)

@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from imchat import metrics
 from imchat.backends.base import BackendUnavailable
+from imchat.container import Services
 from imchat.gateway.connection import Connection
 from imchat.gateway.frames import SCHEMAS
 from imchat.gateway.hub import Gateway
@@ -149,23 +150,27 @@ def on_ping(gateway: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
 
 
 def _user_exists(gateway: Gateway, user_id: str) -> bool:
+    """Remembered per process once seen: accounts are never deleted."""
     if user_id in gateway.known_users:
         return True
-    services = gateway.services
+    if not _user_exists_in_store(gateway.services, user_id):
+        return False
+    if len(gateway.known_users) >= KNOWN_USERS_MAX:
+        gateway.known_users.clear()
+    gateway.known_users.add(user_id)
+    return True
+
+
+def _user_exists_in_store(services: Services, user_id: str) -> bool:
     key = f"user-exists:{user_id}"
-    exists = False
     with contextlib.suppress(BackendUnavailable):
-        exists = bool(services.seqs.cache_get(key))
-    if not exists:
-        with services.db.session() as session:
-            exists = user_store.exists(session, user_id)
-        if exists:
-            with contextlib.suppress(BackendUnavailable):
-                services.seqs.cache_set(key, "1", USER_CACHE_TTL)
+        if services.seqs.cache_get(key):
+            return True
+    with services.db.session() as session:
+        exists = user_store.exists(session, user_id)
     if exists:
-        if len(gateway.known_users) >= KNOWN_USERS_MAX:
-            gateway.known_users.clear()
-        gateway.known_users.add(user_id)
+        with contextlib.suppress(BackendUnavailable):
+            services.seqs.cache_set(key, "1", USER_CACHE_TTL)
     return exists
 
 

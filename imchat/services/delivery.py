@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from imchat import metrics
+from imchat import db, metrics
 from imchat.backends.base import BusRecord, SeqAssignment, SeqRequest
 from imchat.container import Services
 from imchat.services import groups, maintenance, sequences
@@ -128,7 +128,7 @@ def _store(services: Services, rows: list[dict[str, Any]], fresh: list[dict[str,
             pending_store.store(session, chunks[-1])
             maintenance.record_messages(session, fresh)
 
-    maintenance.retry_lock_conflicts(last)
+    db.retry_lock_conflicts(last)
     metrics.PENDING_STORED.inc(len(rows))
 
 

@@ -25,14 +25,15 @@ import base64
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from imchat import db
 from imchat.config import DAY
 from imchat.container import Services
 from imchat.models import OfflineMessage
@@ -59,10 +60,6 @@ PURGE_MAX_BATCHES = 20
 ACTIVE_USERS_KEEP_DAYS = 35
 # Stale routes come from bugs or lease re-creations: few. Bound a run anyway.
 PRUNE_MAX_ROUTES = 1_000
-# A transaction counting messages is tried this often (deadlocks, lock waits).
-NOTE_ATTEMPTS = 3
-# MySQL/MariaDB: deadlock found (1213), lock wait timeout (1205).
-LOCK_CONFLICTS = frozenset({1205, 1213})
 
 
 # ------------------------------------------------------------ pending purge
@@ -101,7 +98,7 @@ def note_messages(services: Services, envelopes: Iterable[Mapping[str, Any]]) ->
     (``record_messages``). A failure here is logged, never raised.
     """
     try:
-        retry_lock_conflicts(lambda: _note_in_own_transaction(services, envelopes))
+        db.retry_lock_conflicts(lambda: _note_in_own_transaction(services, envelopes))
     except SQLAlchemyError as exc:
         log.warning("daily stats not updated: %s", exc)
 
@@ -121,20 +118,6 @@ def record_messages(session: Session, envelopes: Iterable[Mapping[str, Any]]) ->
     for day in sorted(days):  # one lock order for every consumer
         tally = days[day]
         stats_store.record_activity(session, day, tally.counts(), tally.senders)
-
-
-def retry_lock_conflicts(transaction: Callable[[], None]) -> None:
-    """Run ``transaction`` again when InnoDB picked it as a deadlock victim or
-    its lock wait timed out (both roll it back whole); other errors propagate."""
-    for attempt in range(1, NOTE_ATTEMPTS + 1):
-        try:
-            transaction()
-            return
-        except DBAPIError as exc:
-            code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
-            if code not in LOCK_CONFLICTS or attempt == NOTE_ATTEMPTS:
-                raise
-            log.info("stats transaction retried after lock conflict %s", code)
 
 
 @dataclass

@@ -28,8 +28,7 @@ PENDING_COLUMNS = (
 
 def store(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert pending rows; a row already there (same user and msg_id) is kept as is."""
-    if rows:
-        insert_ignore(session, PENDING, rows)
+    insert_ignore(session, PENDING, rows)
 
 
 def for_user(session: Session, user_id: str, limit: int) -> list[OfflineMessage]:

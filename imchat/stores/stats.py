@@ -34,8 +34,7 @@ def record_activity(
     same locks in the same order, which keeps InnoDB from deadlocking them.
     """
     active = [{"day": day, "user_id": user_id} for user_id in sorted(set(senders))]
-    if active:
-        insert_ignore(session, ACTIVE, active)
+    insert_ignore(session, ACTIVE, active)
     increments = {name: int(counts.get(name, 0)) for name in COUNTERS}
     if any(increments.values()):
         _add_to_counters(session, day, increments)
