@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from imchat.topics import TopicSpec
+from imchat.wire.batch import RESYNC
 
 
 class BackendUnavailable(Exception):
@@ -239,7 +240,7 @@ class GatewayChannel(abc.ABC):
     name = "redis pub/sub"
     # Handed to the listener after the channel was lost and is back: what was
     # sent meanwhile is gone, the gateway must catch up (Gateway.resync).
-    RESYNC = b'{"resync": true}'
+    RESYNC = RESYNC
 
     @abc.abstractmethod
     def send_many(self, deliveries: Sequence[tuple[str, bytes]]) -> None:

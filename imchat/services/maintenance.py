@@ -5,7 +5,7 @@
 - ``imchat.count_daily_stats``, every 10 minutes for today and at 00:05 UTC
   for yesterday: active users into ``daily_stats``, old ``active_users_daily``
   rows purged. The message counts are kept by the bus consumer
-  (``record_messages``, in the transaction of each batch's pending rows).
+  (``imchat.services.stats``, in the transaction of each batch's pending rows).
 - ``imchat.prune_stale_routes``, every 5 minutes: etcd routes whose gateway
   key is gone or held by another lease.
 
@@ -24,16 +24,11 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
-
-from imchat import db
 from imchat.config import DAY
 from imchat.container import Services
 from imchat.models import OfflineMessage
@@ -41,8 +36,7 @@ from imchat.services.jobs import job
 from imchat.stores import stats as stats_store
 
 if TYPE_CHECKING:
-    # Imported where used: the bus consumer imports this module for note_messages,
-    # and needs no etcd client for it.
+    # Imported where used: only the pruning job needs the etcd client.
     from imchat.backends.router_etcd import _Endpoints, _Keys
 
 log = logging.getLogger("imchat.maintenance")
@@ -91,59 +85,6 @@ def purge_pending_before(
 
 
 # -------------------------------------------------------------- daily stats
-def note_messages(services: Services, envelopes: Iterable[Mapping[str, Any]]) -> None:
-    """Count freshly accepted messages in a transaction of their own.
-
-    The bus consumer counts inside its pending-rows transaction instead
-    (``record_messages``). A failure here is logged, never raised.
-    """
-    try:
-        db.retry_lock_conflicts(lambda: _note_in_own_transaction(services, envelopes))
-    except SQLAlchemyError as exc:
-        log.warning("daily stats not updated: %s", exc)
-
-
-def _note_in_own_transaction(services: Services, envelopes: Iterable[Mapping[str, Any]]) -> None:
-    with services.db.session() as session:
-        record_messages(session, envelopes)
-
-
-def record_messages(session: Session, envelopes: Iterable[Mapping[str, Any]]) -> None:
-    """Add messages to their UTC day's stats, in the caller's transaction.
-
-    Pass each message once: the envelopes whose seq assignment is not a
-    duplicate, so that a batch replayed after a crash is not counted twice.
-    """
-    days = _tally(envelopes)
-    for day in sorted(days):  # one lock order for every consumer
-        tally = days[day]
-        stats_store.record_activity(session, day, tally.counts(), tally.senders)
-
-
-@dataclass
-class _DayTally:
-    direct: int = 0
-    group: int = 0
-    senders: set[str] = field(default_factory=set)
-
-    def add(self, envelope: Mapping[str, Any]) -> None:
-        if "group" in envelope:
-            self.group += 1
-        else:
-            self.direct += 1
-        self.senders.add(str(envelope["from"]))
-
-    def counts(self) -> dict[str, int]:
-        return {"direct_messages": self.direct, "group_messages": self.group}
-
-
-def _tally(envelopes: Iterable[Mapping[str, Any]]) -> dict[date, _DayTally]:
-    days: defaultdict[date, _DayTally] = defaultdict(_DayTally)
-    for envelope in envelopes:
-        days[utc_day(int(envelope["ts"]))].add(envelope)
-    return dict(days)
-
-
 @job(COUNT_DAILY_STATS)
 def count_daily_stats(services: Services, day: Any = "today") -> None:
     """Roll a day's active users into ``daily_stats`` and purge old active-user rows.
@@ -213,11 +154,6 @@ def parse_day(value: str) -> date:
     if value == "yesterday":
         return _today() - timedelta(days=1)
     return date.fromisoformat(value)
-
-
-def utc_day(ts_ms: int) -> date:
-    """The UTC day of a wire timestamp (milliseconds since the epoch)."""
-    return datetime.fromtimestamp(ts_ms / 1000, UTC).date()
 
 
 def _today() -> date:

@@ -20,15 +20,16 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from imchat import cli, migrate
+from imchat import cli, db, migrate
 from imchat.backends.router_etcd import EtcdRouter, _b64, _Endpoints, _Keys, _range_end, _text
 from imchat.config import DAY, Settings
 from imchat.container import Services
 from imchat.models import ActiveUserDay, DailyStats, OfflineMessage
-from imchat.services import maintenance
+from imchat.services import maintenance, stats
 from imchat.services.jobs import JOBS
 from imchat.stores import pending as pending_store
 from imchat.stores import stats as stats_store
+from imchat.wire.bus import MessageEnvelope
 
 NOW_MS = int(time.time() * 1000)
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,13 +124,29 @@ def run_at_once(work: Callable[[], Any], times: int) -> list[Any]:
     return results
 
 
-def envelope(sender: str, ts: int, group: str | None = None) -> dict[str, Any]:
-    message = {"from": sender, "ts": ts, "cid": uuid.uuid4().hex}
-    if group:
-        message["group"] = group
-    else:
-        message["to"] = "someone"
-    return message
+def envelope(sender: str, ts: int, group: str | None = None) -> MessageEnvelope:
+    return MessageEnvelope(
+        msg_id=uuid.uuid4().hex,
+        cid=uuid.uuid4().hex,
+        sender=sender,
+        conversation_id=f"g:{group}" if group else f"d:{sender}:someone",
+        body="hi",
+        ts=ts,
+        gateway="gw",
+        conn="c",
+        to=None if group else "someone",
+        group=group,
+    )
+
+
+def note_messages(services: Services, envelopes: list[MessageEnvelope]) -> None:
+    """Count messages as the bus consumer does: in a transaction, retried on a lock conflict."""
+
+    def count() -> None:
+        with services.db.session() as session:
+            stats.record_messages(session, envelopes)
+
+    db.retry_lock_conflicts(count)
 
 
 def day_ms(day: date, hour: int = 12) -> int:
@@ -193,9 +210,9 @@ def test_two_purges_at_once_delete_each_row_once(services: Services) -> None:
 
 
 # ------------------------------------------------------------ daily stats
-def test_note_messages_counts_per_utc_day_and_sender(services: Services) -> None:
+def test_messages_are_counted_per_utc_day_and_sender(services: Services) -> None:
     day, before = today(), today() - timedelta(days=1)
-    maintenance.note_messages(
+    note_messages(
         services,
         [
             envelope("alice", day_ms(day, 0)),
@@ -204,8 +221,8 @@ def test_note_messages_counts_per_utc_day_and_sender(services: Services) -> None
             envelope("carol", day_ms(before, 23)),
         ],
     )
-    maintenance.note_messages(services, [envelope("alice", day_ms(day))])
-    maintenance.note_messages(services, [])
+    note_messages(services, [envelope("alice", day_ms(day))])
+    note_messages(services, [])
 
     # Active users are counted by the job; the message counters are live.
     assert stats_of(services, day) == (2, 2, 0)
@@ -222,7 +239,7 @@ def test_concurrent_consumers_lose_no_count(services: Services) -> None:
 
     def consume() -> None:
         for batch in range(10):
-            maintenance.note_messages(
+            note_messages(
                 services,
                 [envelope(s, day_ms(day), group="g" if batch % 2 else None) for s in senders],
             )
@@ -235,7 +252,7 @@ def test_concurrent_consumers_lose_no_count(services: Services) -> None:
 
 def test_counting_a_day_twice_or_twice_at_once_gives_the_same_row(services: Services) -> None:
     day = today()
-    maintenance.note_messages(services, [envelope(f"s{i}", day_ms(day)) for i in range(3)])
+    note_messages(services, [envelope(f"s{i}", day_ms(day)) for i in range(3)])
 
     run_at_once(lambda: maintenance.count_daily_stats(services, "today"), 2)
     first = stats_of(services, day)
@@ -250,7 +267,7 @@ def test_old_active_user_rows_are_purged_and_their_days_kept(services: Services)
     keep = maintenance.ACTIVE_USERS_KEEP_DAYS
     old_day = today() - timedelta(days=keep + 3)
     recent_day = today() - timedelta(days=keep - 2)
-    maintenance.note_messages(
+    note_messages(
         services,
         [envelope(f"o{i}", day_ms(old_day)) for i in range(4)]
         + [envelope("r", day_ms(recent_day))],
@@ -274,9 +291,7 @@ def test_stats_command_prints_the_days(
     services: Services, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     day = today()
-    maintenance.note_messages(
-        services, [envelope("a", day_ms(day)), envelope("b", day_ms(day), group="g")]
-    )
+    note_messages(services, [envelope("a", day_ms(day)), envelope("b", day_ms(day), group="g")])
     monkeypatch.setenv("IMCHAT_DATA_DIR", services.settings.data_dir)
     monkeypatch.setenv("IMCHAT_DATABASE_URL", services.settings.database_url)
 
