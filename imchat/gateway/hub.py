@@ -40,7 +40,7 @@ class Gateway:
         self.started = False
 
     def start(self) -> None:
-        self.services.router.register_gateway(self.gateway_id, self.gateway_id)
+        self.services.router.register_gateway(self.gateway_id)
         self.services.channel.listen(self.gateway_id, self.on_payload)
         self.confirmations.start()
         self.started = True
