@@ -57,7 +57,7 @@ class Services:
     @cached_property
     def router(self) -> Router:
         if self.settings.etcd_endpoints:
-            from imchat.backends.router_etcd import EtcdRouter
+            from imchat.backends.etcd import EtcdRouter
 
             return EtcdRouter(self.settings)
         from imchat.backends.router_embedded import EmbeddedRouter

@@ -99,7 +99,7 @@ class Router(abc.ABC):
     name = "etcd"
 
     @abc.abstractmethod
-    def register_gateway(self, gateway_id: str, address: str) -> None: ...
+    def register_gateway(self, gateway_id: str) -> None: ...
 
     @abc.abstractmethod
     def unregister_gateway(self, gateway_id: str) -> None:
@@ -115,8 +115,12 @@ class Router(abc.ABC):
     def gateways_for(self, user_id: str) -> set[str]: ...
 
     @abc.abstractmethod
-    def live_gateways(self) -> dict[str, str]:
-        """gateway_id -> address of every gateway holding a live lease."""
+    def prune_stale(self, limit: int) -> int:
+        """Delete up to ``limit`` routes no live gateway registration stands behind.
+
+        The number deleted. Such routes come from bugs or lost leases; a second
+        run, or two at once, find nothing more to delete.
+        """
 
     @abc.abstractmethod
     def ping(self, timeout: float = 2.0) -> None: ...

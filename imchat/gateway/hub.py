@@ -54,7 +54,7 @@ class Gateway:
                     self.start()
 
     def start(self) -> None:
-        self.services.router.register_gateway(self.gateway_id, self.gateway_id)
+        self.services.router.register_gateway(self.gateway_id)
         self.services.channel.listen(self.gateway_id, self.on_payload)
         self.confirmations.start()
         self.started = True

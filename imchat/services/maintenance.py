@@ -6,8 +6,9 @@
   for yesterday: active users into ``daily_stats``, old ``active_users_daily``
   rows purged. The message counts are kept by the bus consumer
   (``imchat.services.stats``, in the transaction of each batch's pending rows).
-- ``imchat.prune_stale_routes``, every 5 minutes: etcd routes whose gateway
-  key is gone or held by another lease.
+- ``imchat.prune_stale_routes``, every 5 minutes: routes that no live
+  gateway registration stands behind (in etcd: the gateway key is gone or
+  held by another lease).
 
 There is no sequence snapshot job: ``sequence_snapshots`` holds durable
 *reservations* raised before any seq beyond them is handed out (see
@@ -21,23 +22,16 @@ to run twice at once (atomic SQL, compare-and-delete in etcd).
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from imchat.config import DAY
 from imchat.container import Services
 from imchat.models import OfflineMessage
 from imchat.services.jobs import job
 from imchat.stores import stats as stats_store
-
-if TYPE_CHECKING:
-    # Imported where used: only the pruning job needs the etcd client.
-    from imchat.backends.router_etcd import _Endpoints, _Keys
 
 log = logging.getLogger("imchat.maintenance")
 
@@ -167,83 +161,6 @@ def _now_ms() -> int:
 # ------------------------------------------------------------- route pruning
 @job(PRUNE_STALE_ROUTES)
 def prune_stale_routes(services: Services, payload: Any = None) -> None:
-    """Delete etcd routes that no live gateway registration stands behind.
-
-    Embedded: nothing to do. The twin's routes live in the one process's
-    memory, are dropped with their gateway, and vanish with the process.
-    """
-    if not services.settings.etcd_endpoints:
-        log.debug("embedded router: routes live in process memory, nothing to prune")
-        return
-    pruned = prune_routes(services)
-    log.info("pruned %d stale etcd routes", pruned)
-
-
-def prune_routes(services: Services, limit: int = PRUNE_MAX_ROUTES) -> int:
-    """Delete up to ``limit`` stale route keys; the number deleted.
-
-    A route is stale when, at one revision of the prefix, its gateway's key
-    is missing or is held by another lease than the route: routes hang on the
-    gateway's lease, so such a route was left by a bug, written without a
-    lease, or left on the old lease of a gateway id registered again. Each
-    delete compares the route's mod_revision first: a route written again
-    meanwhile (by its gateway) is kept.
-    """
-    from imchat.backends.router_etcd import REQUEST_TIMEOUT, _Endpoints, _Keys
-
-    settings = services.settings
-    endpoints = _Endpoints(settings.etcd_endpoint_list, REQUEST_TIMEOUT)
-    keys = _Keys(settings.etcd_prefix)
-    try:
-        stale = stale_routes(_read_prefix(endpoints, keys.root), keys)[:limit]
-        return sum(_delete_if_unchanged(endpoints, key, revision) for key, revision in stale)
-    finally:
-        endpoints.close()
-
-
-@dataclass(frozen=True)
-class _Entry:
-    mod_revision: int
-    lease: int
-
-
-def stale_routes(entries: Mapping[str, _Entry], keys: _Keys) -> list[tuple[str, int]]:
-    """(key, mod_revision) of every stale route among one snapshot's ``entries``."""
-    stale = []
-    for key, entry in entries.items():
-        parsed = keys.parse(key)
-        if parsed is None or parsed[1] is None:
-            continue  # a gateway key, or not ours
-        gateway = entries.get(keys.gateway(parsed[0]))
-        if gateway is None or gateway.lease != entry.lease:
-            stale.append((key, entry.mod_revision))
-    return stale
-
-
-def _read_prefix(endpoints: _Endpoints, root: str) -> dict[str, _Entry]:
-    """Every key under ``root`` with its revision and lease, paged at one revision."""
-    from imchat.backends.router_etcd import RANGE_PAGE_SIZE, _b64, _range_end, _text
-
-    entries: dict[str, _Entry] = {}
-    payload: dict[str, Any] = {"key": _b64(root), "range_end": _range_end(root)}
-    payload.update(limit=RANGE_PAGE_SIZE, keys_only=True)
-    while True:
-        response = endpoints.post("/kv/range", payload)
-        payload.setdefault("revision", int(response.get("header", {}).get("revision", 0)))
-        kvs = response.get("kvs", [])
-        for kv in kvs:
-            # proto3 JSON leaves out zero values: no "lease" means no lease.
-            entries[_text(kv["key"])] = _Entry(int(kv["mod_revision"]), int(kv.get("lease", 0)))
-        if not kvs or not response.get("more"):
-            return entries
-        payload["key"] = _b64(base64.b64decode(kvs[-1]["key"]) + b"\0")
-
-
-def _delete_if_unchanged(endpoints: _Endpoints, key: str, mod_revision: int) -> int:
-    """1 when ``key`` was still at ``mod_revision`` and is now deleted, else 0."""
-    from imchat.backends.router_etcd import _b64
-
-    compare = {"key": _b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": mod_revision}
-    txn = {"compare": [compare], "success": [{"request_delete_range": {"key": _b64(key)}}]}
-    response = endpoints.post("/kv/txn", txn)
-    return 1 if response.get("succeeded") else 0
+    """Delete routes that no live gateway registration stands behind (``Router.prune_stale``)."""
+    pruned = services.router.prune_stale(PRUNE_MAX_ROUTES)
+    log.info("pruned %d stale routes", pruned)

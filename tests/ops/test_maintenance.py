@@ -21,7 +21,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from imchat import cli, db, migrate
-from imchat.backends.router_etcd import EtcdRouter, _b64, _Endpoints, _Keys, _range_end, _text
+from imchat.backends.etcd import EtcdRouter
+from imchat.backends.etcd.http import Endpoints, b64, range_end
+from imchat.backends.etcd.http import text as b64_text
+from imchat.backends.etcd.keys import Keys
+from imchat.backends.etcd.prune import delete_if_unchanged, read_entries, stale_routes
 from imchat.config import DAY, Settings
 from imchat.container import Services
 from imchat.models import ActiveUserDay, DailyStats, OfflineMessage
@@ -314,9 +318,9 @@ def test_stats_command_prints_the_days(
 
 # ------------------------------------------------------------ route pruning
 @pytest.mark.unit
-def test_pruning_routes_is_a_no_op_on_the_embedded_router(settings: Settings) -> None:
+def test_pruning_routes_keeps_live_routes_on_the_embedded_router(settings: Settings) -> None:
     embedded = Services(settings)
-    embedded.router.register_gateway("gw", "x")
+    embedded.router.register_gateway("gw")
     embedded.router.add_route("alice", "gw")
 
     maintenance.prune_stale_routes(embedded)
@@ -346,14 +350,14 @@ class Etcd:
         return int(self.post("/lease/grant", {"TTL": 60})["ID"])
 
     def put(self, key: str, lease: int = 0) -> None:
-        self.post("/kv/put", {"key": _b64(self.root + key), "value": _b64("1"), "lease": lease})
+        self.post("/kv/put", {"key": b64(self.root + key), "value": b64("1"), "lease": lease})
 
     def keys(self) -> set[str]:
-        found = self.post("/kv/range", {"key": _b64(self.root), "range_end": _range_end(self.root)})
-        return {_text(kv["key"])[len(self.root) :] for kv in found.get("kvs", [])}
+        found = self.post("/kv/range", {"key": b64(self.root), "range_end": range_end(self.root)})
+        return {b64_text(kv["key"])[len(self.root) :] for kv in found.get("kvs", [])}
 
     def wipe(self) -> None:
-        self.post("/kv/deleterange", {"key": _b64(self.root), "range_end": _range_end(self.root)})
+        self.post("/kv/deleterange", {"key": b64(self.root), "range_end": range_end(self.root)})
 
 
 @pytest.mark.integration
@@ -362,7 +366,7 @@ def test_prune_deletes_routes_without_their_gateways_lease(etcd_settings: Settin
     router = EtcdRouter(etcd_settings)
     services = Services(etcd_settings)
     try:
-        router.register_gateway("gw1", "127.0.0.1:1")
+        router.register_gateway("gw1")
         router.add_route("alice", "gw1")
         router.add_route("bob", "gw1")
         etcd.put("routes/carol/ghost")  # no gateway key at all, no lease
@@ -372,10 +376,11 @@ def test_prune_deletes_routes_without_their_gateways_lease(etcd_settings: Settin
         maintenance.prune_stale_routes(services, None)
 
         assert etcd.keys() == {"gateways/gw1", "routes/alice/gw1", "routes/bob/gw1"}
-        assert maintenance.prune_routes(services) == 0  # again: nothing left to prune
+        assert services.router.prune_stale(maintenance.PRUNE_MAX_ROUTES) == 0  # nothing left
     finally:
         router.unregister_gateway("gw1")
         router.close()
+        services.close()
         etcd.wipe()
 
 
@@ -385,38 +390,40 @@ def test_prune_keeps_a_route_written_again_since_it_was_read(etcd_settings: Sett
     services = Services(etcd_settings)
     try:
         etcd.put("routes/carol/ghost")
-        entries = maintenance._read_prefix(
-            _Endpoints(etcd_settings.etcd_endpoint_list, 3.0), etcd.root
-        )
-        stale = maintenance.stale_routes(entries, _Keys(etcd_settings.etcd_prefix))
+        endpoints = Endpoints(etcd_settings.etcd_endpoint_list)
+        keys = Keys(etcd_settings.etcd_prefix)
+        stale = stale_routes(read_entries(endpoints, keys), keys)
         assert [key for key, _ in stale] == [etcd.root + "routes/carol/ghost"]
         lease = etcd.lease()
         etcd.put("gateways/ghost", lease=lease)  # the gateway comes (back) and
         etcd.put("routes/carol/ghost", lease=lease)  # writes its route again
 
-        maintenance._delete_if_unchanged(
-            _Endpoints(etcd_settings.etcd_endpoint_list, 3.0), *stale[0]
-        )
+        assert delete_if_unchanged(endpoints, *stale[0]) == 0
 
         assert etcd.keys() == {"gateways/ghost", "routes/carol/ghost"}
-        assert maintenance.prune_routes(services) == 0
+        assert services.router.prune_stale(maintenance.PRUNE_MAX_ROUTES) == 0
+        endpoints.close()
     finally:
+        services.close()
         etcd.wipe()
 
 
 @pytest.mark.integration
 def test_two_prunes_at_once_delete_each_route_once(etcd_settings: Settings) -> None:
     etcd = Etcd(etcd_settings)
-    services = Services(etcd_settings)
+    workers = [Services(etcd_settings), Services(etcd_settings)]  # two beat runs, two processes
+    routers = iter([services.router for services in workers])
     try:
         for i in range(30):
             etcd.put(f"routes/user{i}/gone")
 
-        pruned = run_at_once(lambda: maintenance.prune_routes(services), 2)
+        pruned = run_at_once(lambda: next(routers).prune_stale(maintenance.PRUNE_MAX_ROUTES), 2)
 
         assert sum(pruned) == 30
         assert etcd.keys() == set()
     finally:
+        for services in workers:
+            services.close()
         etcd.wipe()
 
 
