@@ -3,9 +3,9 @@
 // the profiles of the people in them. The server keeps no history for clients
 // (docs/protocol.md): this browser's localStorage is the only copy, per user.
 //
-// Every change goes through a function here and ends with save() and/or
-// changed(): the views subscribe with onChange() and repaint, so no module
-// below the views has to know about them.
+// Modules change it with the functions here, or on the conversation objects
+// they return, then call save() to keep it and changed() to have it repainted:
+// the views subscribe with onChange(), so no module below them imports a view.
 
 import { PROFILES_KEY, readJson, stateKey, writeJson } from "./storage.js";
 

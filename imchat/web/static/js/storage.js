@@ -1,5 +1,5 @@
-// localStorage as a JSON cache. Every failure degrades to memory only: private
-// modes and full quotas must never stop the chat.
+// localStorage as a JSON cache. A failed read or write degrades to memory
+// only: private modes, full quotas and hand-edited values must never stop the chat.
 
 export const SESSION_KEY = "imchat.session";
 export const PROFILES_KEY = "imchat.profiles";
