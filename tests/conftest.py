@@ -104,3 +104,27 @@ def unique() -> str:
     """A short unique token to keep tests from sharing keys on real services."""
     return uuid.uuid4().hex[:12]
 
+
+# What a test needs a real service for: a ``unit`` test may ask for none of them.
+SERVICE_FIXTURES = {
+    "mysql_url": "mysql",
+    "redis_url": "redis",
+    "kafka_bootstrap": "kafka",
+    "etcd_endpoints": "etcd",
+}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``make test-unit`` (``-m unit``) runs without services: a test marked
+    ``unit`` that asks for a real service's fixture fails and says which."""
+    if item.get_closest_marker("unit") is None:
+        return
+    needed = sorted(
+        SERVICE_FIXTURES[name]
+        for name in getattr(item, "fixturenames", ())
+        if name in SERVICE_FIXTURES
+    )
+    if needed:
+        pytest.fail(
+            f"marked unit but needs {', '.join(needed)}: mark it integration", pytrace=False
+        )
