@@ -16,6 +16,7 @@ from imchat.services.conversations import direct_conversation_id
 from imchat.stores import pending as pending_store
 from imchat.stores import users as user_store
 from imchat.topics import DIRECT_MSG, TOPICS
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.unit
 
@@ -36,6 +37,12 @@ def envelope(sender: str, to: str, cid: str) -> bytes:
     ).encode()
 
 
+def pending_of(services: Services, user_id: str) -> list[int]:
+    """The sequence numbers of what waits for ``user_id``."""
+    with services.db.session() as session:
+        return [r.sequence_number for r in pending_store.for_user(session, user_id, 10)]
+
+
 def test_a_poison_record_is_set_aside_and_the_rest_delivered(settings: Settings) -> None:
     migrate.upgrade(settings)
     services = Services(settings)
@@ -52,14 +59,16 @@ def test_a_poison_record_is_set_aside_and_the_rest_delivered(settings: Settings)
         ]
     )
     consumer = DeliveryConsumer(services)
-    bus_consumer = services.bus.subscribe([DIRECT_MSG.name], "test")
-    consumer._poll_once(bus_consumer)
+    consumer.start()
+    try:
+        wait_for(lambda: pending_of(services, "bob") == [1, 2], 10.0, "bob's two messages")
+    finally:
+        consumer.stop()  # returns once the batch being delivered is committed
 
-    with services.db.session() as session:
-        rows = pending_store.for_user(session, "bob", 10)
-        assert [r.sequence_number for r in rows] == [1, 2]
+    assert pending_of(services, "bob") == [1, 2]
     # Committed: nothing comes back to a new member of the group.
-    assert services.bus.subscribe([DIRECT_MSG.name], "test").poll_batch(10, 0.05) == []
+    group = settings.kafka_consumer_group
+    assert services.bus.subscribe([DIRECT_MSG.name], group).poll_batch(10, 0.05) == []
     services.close()
 
 
