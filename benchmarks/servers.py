@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from imchat.client import ApiClient, Session
-from tests.stack.conftest import Process, Stack, free_port, stack_env, wait_http, warm_up
+from tests.stack.conftest import Process, Stack, stack_env, warm_up
+from tests.support.waiting import free_port, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
 # Registering thousands of users from one address: no rate limits, cheap

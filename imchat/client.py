@@ -61,6 +61,14 @@ class _SourceAddressHandler(urllib.request.HTTPHandler):
         return self.do_open(connect, req)
 
 
+def http_opener(source_ip: str | None = None) -> urllib.request.OpenerDirector:
+    """A urllib opener whose connections leave from ``source_ip`` (any local
+    address when None): what ``ApiClient`` sends through, for callers that
+    need the raw answer of a request the client has no method for."""
+    handlers = [_SourceAddressHandler(source_ip)] if source_ip else []
+    return urllib.request.build_opener(*handlers)
+
+
 class ApiClient:
     """The HTTP API under /api/v1.
 
@@ -71,8 +79,7 @@ class ApiClient:
     def __init__(self, base_url: str, timeout: float = 10.0, source_ip: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        handlers = [_SourceAddressHandler(source_ip)] if source_ip else []
-        self._opener = urllib.request.build_opener(*handlers)
+        self._opener = http_opener(source_ip)
 
     def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()

@@ -2,6 +2,8 @@
 
 Real-service fixtures never skip: when a service the test needs is down the
 test fails and names it (``make test`` starts them: scripts/test-services).
+The live-server fixtures (``embedded_server``, ``own_server``, ``users``,
+``sockets``) and the helpers behind them are in tests/support/.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from imchat.config import Settings, load_settings
+
+pytest_plugins = ["tests.support.fixtures"]
 
 REAL = {
     "mysql": os.environ.get("IMCHAT_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/"),
@@ -99,3 +103,28 @@ def etcd_endpoints() -> str:
 def unique() -> str:
     """A short unique token to keep tests from sharing keys on real services."""
     return uuid.uuid4().hex[:12]
+
+
+# What a test needs a real service for: a ``unit`` test may ask for none of them.
+SERVICE_FIXTURES = {
+    "mysql_url": "mysql",
+    "redis_url": "redis",
+    "kafka_bootstrap": "kafka",
+    "etcd_endpoints": "etcd",
+}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``make test-unit`` (``-m unit``) runs without services: a test marked
+    ``unit`` that asks for a real service's fixture fails and says which."""
+    if item.get_closest_marker("unit") is None:
+        return
+    needed = sorted(
+        SERVICE_FIXTURES[name]
+        for name in getattr(item, "fixturenames", ())
+        if name in SERVICE_FIXTURES
+    )
+    if needed:
+        pytest.fail(
+            f"marked unit but needs {', '.join(needed)}: mark it integration", pytrace=False
+        )

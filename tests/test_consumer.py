@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime
 
@@ -17,6 +16,7 @@ from imchat.stores import pending as pending_store
 from imchat.stores import users as user_store
 from imchat.topics import DIRECT_MSG, TOPICS
 from imchat.wire.bus import MessageEnvelope
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.unit
 
@@ -35,7 +35,8 @@ def envelope(sender: str, to: str, cid: str) -> bytes:
     ).encode()
 
 
-def pending_seqs(services: Services, user_id: str) -> list[int]:
+def pending_of(services: Services, user_id: str) -> list[int]:
+    """The sequence numbers of what waits for ``user_id``."""
     with services.db.session() as session:
         return [r.sequence_number for r in pending_store.for_user(session, user_id, 10)]
 
@@ -58,14 +59,13 @@ def test_a_poison_record_is_set_aside_and_the_rest_delivered(settings: Settings)
     consumer = DeliveryConsumer(services)
     consumer.start()
     try:
-        deadline = time.monotonic() + 10
-        while len(pending_seqs(services, "bob")) < 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: pending_of(services, "bob") == [1, 2], 10.0, "bob's two messages")
     finally:
-        consumer.stop()
-    assert pending_seqs(services, "bob") == [1, 2]
-    # Committed: nothing comes back to a new member of the consumer group.
-    group = services.settings.kafka_consumer_group
+        consumer.stop()  # returns once the batch being delivered is committed
+
+    assert pending_of(services, "bob") == [1, 2]
+    # Committed: nothing comes back to a new member of the group.
+    group = settings.kafka_consumer_group
     assert services.bus.subscribe([DIRECT_MSG.name], group).poll_batch(10, 0.05) == []
     services.close()
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from imchat.backends.bus_kafka import create_topics
 from imchat.config import Settings, load_settings
 from imchat.models import Base
 from imchat.topics import DIRECT_MSG, GROUP_MSG, TOPICS
+from tests.support.waiting import free_port, port_open, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -57,24 +57,13 @@ PASSING = [
 
 
 # ----------------------------------------------------------------- helpers
-def free_port() -> int:
-    """A port on which nothing listens (just released by the kernel)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         if process.poll() is not None:
             pytest.fail(f"server for port {port} exited with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    pytest.fail(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+        return port_open(port)
+
+    wait_for(listening, timeout, f"something listening on 127.0.0.1:{port}", interval=0.02)
 
 
 @contextmanager

@@ -83,6 +83,7 @@ def query(settings: Settings, sql: str, **params: Any) -> list[Any]:
         engine.dispose()
 
 
+@pytest.mark.unit
 def test_history_lists_the_revisions_oldest_first() -> None:
     assert migrate.history() == [INITIAL, SAMPLE, MARKS, STATS]
     assert migrate.head() == HEAD
@@ -129,12 +130,14 @@ def test_downgrade_one_step_at_a_time(db: Settings) -> None:
     assert migrate.status(db)["pending"] == [INITIAL, SAMPLE, MARKS, STATS]
 
 
+@pytest.mark.unit
 def test_upgrade_creates_the_sqlite_files_directory(sqlite_settings: Settings) -> None:
     assert not sqlite_settings.data_path.exists()
     migrate.upgrade(sqlite_settings)
     assert (sqlite_settings.data_path / "imchat.sqlite3").is_file()
 
 
+@pytest.mark.unit
 def test_reading_a_missing_sqlite_database_creates_nothing(sqlite_settings: Settings) -> None:
     assert migrate.current(sqlite_settings) is None
     assert migrate.status(sqlite_settings)["pending"] == [INITIAL, SAMPLE, MARKS, STATS]

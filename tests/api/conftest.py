@@ -2,7 +2,8 @@
 
 ``app`` is the embedded default in a temporary data dir; ``real_app`` runs on
 MariaDB + Redis (the bus stays embedded). ``api`` is parametrized over both:
-a test that takes it runs twice. Each ``ApiClient`` has its own client
+a test that takes it runs twice, marked ``unit`` then ``integration``; a test
+that takes ``app`` alone carries the ``unit`` mark itself. Each ``ApiClient`` has its own client
 address, so rate-limit counters never leak from one test into another, even
 through the shared Redis.
 """
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from flask import Flask
 
 from imchat import migrate
@@ -29,7 +31,7 @@ def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
     test_auth checks that the production parameters are the ones used otherwise.
     """
-    cheap = auth_service._hasher(time_cost=1, memory_cost=1024, parallelism=1)
+    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     monkeypatch.setattr(auth_service, "password_hasher", lambda settings: cheap)
 
 
@@ -66,8 +68,14 @@ def real_app(migrated_mysql: str, redis_url: str, data_dir: Path) -> Iterator[Fl
     _close(flask_app)
 
 
-@pytest.fixture(params=["embedded", "real"])
+@pytest.fixture(
+    params=[
+        pytest.param("embedded", marks=pytest.mark.unit),
+        pytest.param("real", marks=pytest.mark.integration),
+    ]
+)
 def api(request: pytest.FixtureRequest) -> ApiClient:
-    """The same test on the embedded default and on MariaDB + Redis."""
+    """The same test on the embedded default (a unit test) and on MariaDB +
+    Redis (an integration test)."""
     name = "app" if request.param == "embedded" else "real_app"
     return ApiClient(request.getfixturevalue(name))

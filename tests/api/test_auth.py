@@ -47,6 +47,7 @@ def test_password_is_stored_as_a_salted_argon2id_hash(api: ApiClient) -> None:
     assert hashes[0] != hashes[1]  # same password, different salts
 
 
+@pytest.mark.unit
 def test_production_hashes_use_argon2_default_cost(
     app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -82,6 +83,7 @@ def test_register_rejects_invalid_bodies(api: ApiClient, body: dict[str, object]
     assert error["code"] == "bad_request" and error["details"]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("raw", [b"", b"{", b"[1, 2]", b'"text"', b"null", b"[" * 50_000])
 def test_register_rejects_what_is_not_a_json_object(app: Flask, raw: bytes) -> None:
     response = ApiClient(app).call(
@@ -200,6 +202,7 @@ def test_token_of_a_deleted_user_is_refused(api: ApiClient) -> None:
     assert_error(api.call("GET", "/users/me", user), 401)
 
 
+@pytest.mark.unit
 def test_embedded_secret_survives_a_restart(data_dir: Path) -> None:
     first = create_app(overrides={"data_dir": str(data_dir)}, environ={})
     migrate.upgrade(services_of(first).settings)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from flask import Flask
 
 from .support import PASSWORD, ApiClient, assert_error
+
+pytestmark = pytest.mark.unit
 
 
 def test_unknown_route_is_json_404(app: Flask) -> None:

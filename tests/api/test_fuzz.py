@@ -6,6 +6,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
+import pytest
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -76,6 +77,7 @@ def routes(ids: st.SearchStrategy[str]) -> list[tuple[str, str, st.SearchStrateg
     ]
 
 
+@pytest.mark.unit
 def test_no_route_answers_500_or_non_json(app: Flask) -> None:
     api = ApiClient(app)
     owner, member = api.user("owner"), api.user("member")

@@ -400,6 +400,7 @@ def test_concurrent_adds_keep_member_count_right(api: ApiClient) -> None:
     assert len(roles(api, owner, group_id)) == 5
 
 
+@pytest.mark.unit
 def test_unreachable_cache_refuses_changes_but_not_reads(app: Flask) -> None:
     """With the member-list cache down a change is refused (503) before its
     commit, so no stale list can outlive it; reading falls back to the database."""

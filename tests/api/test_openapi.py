@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from flask import Flask
 from openapi_spec_validator import validate
 
 from imchat.api.openapi import openapi_path
 
 from .support import ApiClient
+
+pytestmark = pytest.mark.unit
 
 
 def document(app: Flask) -> dict[str, Any]:

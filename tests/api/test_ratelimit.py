@@ -35,7 +35,12 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(
+    params=[
+        pytest.param("memory", marks=pytest.mark.unit),
+        pytest.param("redis", marks=pytest.mark.integration),
+    ]
+)
 def limiter_and_clock(request: pytest.FixtureRequest) -> Iterator[tuple[RateLimiter, Clock]]:
     clock = Clock(1_000_000.0)
     if request.param == "memory":
@@ -66,6 +71,7 @@ def test_a_zero_limit_is_off(limiter_and_clock: tuple[RateLimiter, Clock]) -> No
     assert all(limiter.hit(Limit("x", 0, 60), "k") is None for _ in range(50))
 
 
+@pytest.mark.integration
 def test_redis_counter_expires_with_its_window(redis_url: str, unique: str) -> None:
     clock = Clock(1_000_020.0)
     limiter = RedisRateLimiter(redis_url, prefix=f"test:{unique}", clock=clock)
@@ -80,6 +86,7 @@ def test_redis_counter_expires_with_its_window(redis_url: str, unique: str) -> N
         limiter.close()
 
 
+@pytest.mark.unit
 def test_redis_down_is_backend_unavailable() -> None:
     limiter = RedisRateLimiter("redis://127.0.0.1:1/0")
     try:
@@ -89,6 +96,7 @@ def test_redis_down_is_backend_unavailable() -> None:
         limiter.close()
 
 
+@pytest.mark.integration
 def test_redis_is_chosen_when_configured(redis_url: str) -> None:
     services = Services(load_settings(environ={}, overrides={"redis_url": redis_url}))
     assert isinstance(services.rate_limiter, RedisRateLimiter)
@@ -96,6 +104,7 @@ def test_redis_is_chosen_when_configured(redis_url: str) -> None:
     assert isinstance(Services(load_settings(environ={})).rate_limiter, MemoryRateLimiter)
 
 
+@pytest.mark.unit
 def test_default_limits() -> None:
     limits = auth_limits(load_settings(environ={}))
     assert (limits.login_per_address.max_hits, limits.login_per_address.window_seconds) == (10, 60)
@@ -151,6 +160,7 @@ def test_register_is_limited_per_username(api: ApiClient) -> None:
     assert_rate_limited(ApiClient(api.app).call("POST", "/auth/register", json=body), 3600)
 
 
+@pytest.mark.unit
 def test_limiter_down_answers_503(data_dir: Path) -> None:
     overrides = {
         "data_dir": str(data_dir),

@@ -64,6 +64,7 @@ def test_only_get_is_allowed(api: ApiClient) -> None:
     assert_error(response, 405)
 
 
+@pytest.mark.unit
 def test_openapi_documents_the_lookup(app: Flask) -> None:
     spec = ApiClient(app).call("GET", "/openapi.json").json
     path = openapi_path("/api/v1/users/by-username/<username>")

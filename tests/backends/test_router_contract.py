@@ -26,22 +26,13 @@ from imchat.backends.base import BackendUnavailable, Router
 from imchat.backends.etcd import EtcdRouter, endpoint_health
 from imchat.backends.router_embedded import EmbeddedRouter
 from imchat.config import Settings
+from tests.support.waiting import free_port, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 StaleRoute = Callable[[str, str], None]
 
 
 # ----------------------------------------------------------------- helpers
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    """Seconds until ``condition()`` held; fail the test after ``timeout``."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"not within {timeout}s: {what}")
-        time.sleep(0.01)
-    return time.monotonic() - start
-
-
 def etcd_client(endpoint: str) -> Etcd3Client:
     url = urlsplit(endpoint)
     return Etcd3Client(host=url.hostname or "127.0.0.1", port=url.port or 2379, timeout=5)
@@ -51,12 +42,6 @@ def etcd_leases(endpoint: str, prefix: str) -> dict[str, int]:
     """Every key under ``prefix`` (relative to it) and its lease, as etcd holds them now."""
     found = etcd_client(endpoint).get_prefix(prefix + "/")
     return {meta["key"].decode()[len(prefix) + 1 :]: int(meta.get("lease", 0)) for _, meta in found}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def etcd_settings(
@@ -391,10 +376,9 @@ def test_a_route_reaches_another_process_within_a_second(
     recipient_side.register_gateway("gw-b")
     recipient_side.add_route("bob", "gw-b")
 
-    elapsed = wait_for(
-        lambda: sender_side.gateways_for("bob") == {"gw-b"}, 1.0, "bob's route at the sender"
-    )
-    assert elapsed < 1.0
+    started = time.monotonic()
+    wait_for(lambda: sender_side.gateways_for("bob") == {"gw-b"}, 1.0, "bob's route at the sender")
+    assert time.monotonic() - started < 1.0
     # The other process sees gw-b's registration behind the route, under the route's lease.
     assert sender_side.prune_stale(10) == 0
 

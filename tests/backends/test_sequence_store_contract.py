@@ -31,6 +31,7 @@ from imchat.backends.base import (
 from imchat.backends.seq_embedded import EmbeddedSequenceStore
 from imchat.backends.seq_redis import RedisSequenceStore, seq_key
 from imchat.config import Settings
+from tests.support.waiting import free_port
 
 Conv = Callable[[str], str]
 
@@ -290,7 +291,7 @@ class PrivateRedis:
     """A redis-server of this test's own, on a free port, that it may stop and restart."""
 
     def __init__(self, workdir: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
@@ -348,12 +349,6 @@ class PrivateRedis:
             return client.execute_command(*args)
         finally:
             client.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

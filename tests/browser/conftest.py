@@ -12,11 +12,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +19,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.clients import PASSWORD
+from tests.support.server import ROOT, EmbeddedServer
+
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 CHROMIUM = os.environ.get("IMCHAT_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -36,8 +33,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 VIEWPORT = {"width": 1280, "height": 800}
-PASSWORD = "correct horse battery"
-START_TIMEOUT = 20.0
 # How long an expectation waits for the UI; live delivery takes milliseconds.
 UI_TIMEOUT_MS = 10_000
 
@@ -45,62 +40,27 @@ UI_TIMEOUT_MS = 10_000
 expect.set_options(timeout=UI_TIMEOUT_MS)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_healthy(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"app.py exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"app.py did not answer /healthz in {START_TIMEOUT} s:\n{log.read_text()}")
-        time.sleep(0.1)
-
-
 @pytest.fixture(scope="session")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``python app.py`` in the embedded default, on a fresh data dir, not rate limited."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    # A clean environment: no IMCHAT_* variable may select a real backend.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMCHAT_")}
-    env["IMCHAT_DATA_DIR"] = str(tmp_path_factory.mktemp("browser-server") / "var")
-    env["IMCHAT_REGISTER_LIMIT_PER_ADDRESS"] = "0"
-    env["IMCHAT_LOGIN_LIMIT_PER_ADDRESS"] = "0"
-    # Real argon2id at its smallest cost: the tests register a dozen users.
-    env["IMCHAT_PASSWORD_HASH_TIME_COST"] = "1"
-    env["IMCHAT_PASSWORD_HASH_MEMORY_KIB"] = "1024"
-    env["IMCHAT_PASSWORD_HASH_PARALLELISM"] = "1"
+    env = {
+        "IMCHAT_REGISTER_LIMIT_PER_ADDRESS": "0",
+        "IMCHAT_LOGIN_LIMIT_PER_ADDRESS": "0",
+        # Real argon2id at its smallest cost: the tests register a dozen users.
+        "IMCHAT_PASSWORD_HASH_TIME_COST": "1",
+        "IMCHAT_PASSWORD_HASH_MEMORY_KIB": "1024",
+        "IMCHAT_PASSWORD_HASH_PARALLELISM": "1",
+    }
     log_path = ARTIFACTS / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+    log_path.unlink(missing_ok=True)  # this run's log only
+    data_dir = tmp_path_factory.mktemp("browser-server") / "var"
+    server = EmbeddedServer(data_dir, log_path, env)
+    server.start()
     try:
-        _wait_healthy(process, url, log_path)
-        yield url
+        yield server.base_url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        server.stop()
 
 
 @pytest.fixture(scope="session")

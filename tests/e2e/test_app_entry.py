@@ -4,35 +4,22 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.support.server import ROOT
+from tests.support.waiting import free_port, wait_http
+
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(url: str, timeout: float = 20.0) -> tuple[int, dict[str, object]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return response.status, json.loads(response.read())
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+def get_json(url: str) -> tuple[int, dict[str, object]]:
+    """The first answer of ``url`` that is no HTTP error, its body as JSON."""
+    status, body = wait_http(url, timeout=20.0)
+    return status, json.loads(body)
 
 
 def test_embedded_default_serves_health_and_readiness(tmp_path: Path) -> None:
@@ -47,9 +34,9 @@ def test_embedded_default_serves_health_and_readiness(tmp_path: Path) -> None:
         stderr=subprocess.STDOUT,
     )
     try:
-        status, body = wait_for(f"http://127.0.0.1:{port}/healthz")
+        status, body = get_json(f"http://127.0.0.1:{port}/healthz")
         assert (status, body) == (200, {"status": "ok"})
-        status, body = wait_for(f"http://127.0.0.1:{port}/readyz")
+        status, body = get_json(f"http://127.0.0.1:{port}/readyz")
         assert status == 200
         assert body["status"] == "ok"
         # The embedded default migrated its own SQLite file on start-up.

@@ -6,25 +6,25 @@ from __future__ import annotations
 import pytest
 
 from imchat.client import ApiClient
-
-from .conftest import EmbeddedServer, register_users
+from tests.support.clients import register_users
+from tests.support.server import EmbeddedServer
 
 pytestmark = pytest.mark.e2e
 
 
 def test_a_send_during_an_outage_is_resent_on_reconnect(
-    restartable_server: EmbeddedServer,
+    own_server: EmbeddedServer,
 ) -> None:
-    alice, bob = register_users(restartable_server.base_url, 2)
-    api = ApiClient(restartable_server.base_url)
+    alice, bob = register_users(own_server.base_url, 2)
+    api = ApiClient(own_server.base_url)
     chat = api.connect(alice.token)
     chat.wait_synced()
     before = chat.send("before", to=bob.user_id)
 
-    restartable_server.stop(kill=True)
+    own_server.stop(kill=True)
     cid = chat.send_nowait("while the server was gone", to=bob.user_id)
     assert cid in chat.unacked
-    restartable_server.start()
+    own_server.start()
 
     chat.reconnect()
     ack = chat.wait_ack(cid)

@@ -9,15 +9,17 @@ from typing import Any
 
 import pytest
 
-from .conftest import EmbeddedServer, RawSocket, Sockets, register_users
+from tests.support.clients import register_users
+from tests.support.server import EmbeddedServer
+from tests.support.sockets import RawSocket, Sockets
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def opened(restartable_server: EmbeddedServer) -> Iterator[Sockets]:
+def opened(own_server: EmbeddedServer) -> Iterator[Sockets]:
     """Connections to the test's own server, closed after the test."""
-    sockets = Sockets(restartable_server.base_url)
+    sockets = Sockets(own_server.base_url)
     yield sockets
     sockets.close_all()
 
@@ -28,13 +30,13 @@ def direct_send(conn: RawSocket, cid: str, to: str, body: str) -> dict[str, Any]
 
 
 def test_acked_messages_to_an_offline_user_survive_a_crash(
-    restartable_server: EmbeddedServer, opened: Sockets
+    own_server: EmbeddedServer, opened: Sockets
 ) -> None:
-    alice, bob = register_users(restartable_server.base_url, 2)
+    alice, bob = register_users(own_server.base_url, 2)
     sender = opened.raw(alice)
     acks = [direct_send(sender, f"c{i}", bob.user_id, f"before the crash {i}") for i in range(3)]
 
-    restartable_server.restart(kill=True)
+    own_server.restart(kill=True)
 
     at_bob = opened.raw(bob, synced=None)
     msgs = [at_bob.recv_type("msg") for _ in acks]
@@ -44,12 +46,12 @@ def test_acked_messages_to_an_offline_user_survive_a_crash(
     assert [m["body"] for m in msgs] == [f"before the crash {i}" for i in range(3)]
 
 
-def test_seqs_continue_after_a_crash(restartable_server: EmbeddedServer, opened: Sockets) -> None:
-    alice, bob = register_users(restartable_server.base_url, 2)
+def test_seqs_continue_after_a_crash(own_server: EmbeddedServer, opened: Sockets) -> None:
+    alice, bob = register_users(own_server.base_url, 2)
     before = opened.raw(alice)
     assert [direct_send(before, f"b{i}", bob.user_id, "x")["seq"] for i in range(3)] == [1, 2, 3]
 
-    restartable_server.restart(kill=True)
+    own_server.restart(kill=True)
 
     after = opened.raw(alice)
     # Guarantee 3: no seq reused, none lower, and (no Redis was lost) no gap.
@@ -61,8 +63,8 @@ def test_seqs_continue_after_a_crash(restartable_server: EmbeddedServer, opened:
     assert direct_send(at_bob, "r0", alice.user_id, "z")["seq"] == 6
 
 
-def test_idempotency_survives_a_crash(restartable_server: EmbeddedServer, opened: Sockets) -> None:
-    alice, bob = register_users(restartable_server.base_url, 2)
+def test_idempotency_survives_a_crash(own_server: EmbeddedServer, opened: Sockets) -> None:
+    alice, bob = register_users(own_server.base_url, 2)
     sender, receiver = opened.chat(alice), opened.chat(bob)
     first = sender.send("exactly once", to=bob.user_id, cid="keep-me")
     msg = receiver.receive()
@@ -70,7 +72,7 @@ def test_idempotency_survives_a_crash(restartable_server: EmbeddedServer, opened
     receiver.confirm(msg["conversation_id"], msg["seq"])
     receiver.ping()  # frames are handled in order: the delivered one is done
 
-    restartable_server.restart(kill=True)
+    own_server.restart(kill=True)
 
     sender, receiver = opened.chat(alice), opened.chat(bob)
     again = sender.send("exactly once", to=bob.user_id, cid="keep-me")

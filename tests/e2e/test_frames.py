@@ -15,8 +15,9 @@ import pytest
 import websocket
 
 from imchat.client import ChatConnection, Session
-
-from .conftest import Closed, EmbeddedServer, RawSocket, Sockets, register_users
+from tests.support.clients import register_users
+from tests.support.server import EmbeddedServer
+from tests.support.sockets import Closed, RawSocket, Sockets
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,9 @@ from collections.abc import Iterator
 import pytest
 import websocket
 
-from .conftest import EmbeddedServer, RawSocket, _run_server, register_users
+from tests.support.clients import register_users
+from tests.support.server import EmbeddedServer, run_server
+from tests.support.sockets import RawSocket
 
 pytestmark = pytest.mark.e2e
 
@@ -21,7 +23,7 @@ LIMITS = {
 
 @pytest.fixture(scope="module")
 def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
-    yield from _run_server(tmp_path_factory.mktemp("limited"), LIMITS)
+    yield from run_server(tmp_path_factory.mktemp("limited"), LIMITS)
 
 
 def test_a_flood_gets_rate_limited_errors_and_the_connection_lives(

@@ -7,7 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from .conftest import EmbeddedServer, RawSocket, _run_server, register_users
+from tests.support.clients import register_users
+from tests.support.server import EmbeddedServer, run_server
+from tests.support.sockets import RawSocket
 
 pytestmark = pytest.mark.e2e
 
@@ -15,7 +17,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def tracing_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
     env = {"IMCHAT_LOG_LEVEL": "DEBUG", "IMCHAT_LOG_FORMAT": "json"}
-    yield from _run_server(tmp_path_factory.mktemp("tracing"), env)
+    yield from run_server(tmp_path_factory.mktemp("tracing"), env)
 
 
 def test_a_message_is_traced_from_socket_to_delivery(tracing_server: EmbeddedServer) -> None:

@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 
 from imchat.client import ApiClient, ChatConnection, Session
-
-from .conftest import QUIET, RawSocket, Sockets
+from tests.support.sockets import QUIET, RawSocket, Sockets
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import ROOT, EmbeddedServer, RawSocket, free_port, register_users
+from tests.support.clients import register_users
+from tests.support.server import ROOT, EmbeddedServer
+from tests.support.sockets import RawSocket
+from tests.support.waiting import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import EmbeddedServer
+from tests.support.server import EmbeddedServer
 
 pytestmark = pytest.mark.e2e
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -4,30 +4,25 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import redis
 import requests
 
+from tests.support.waiting import free_port, wait_for
+
+T = TypeVar("T")
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER_DB = 11  # a Redis database of its own: the broker's keys stay out of the tests' db 15
 AUTH = ("ops", "flower-test-" + uuid.uuid4().hex[:8])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -76,22 +71,14 @@ def flower(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
         redis.Redis.from_url(broker).flushdb()
 
 
-def eventually(probe: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = probe()
-            if result:
-                return result
-        except requests.ConnectionError:
-            pass
-        assert time.monotonic() < deadline, "gave up waiting"
-        time.sleep(0.3)
+def eventually(probe: Callable[[], T], what: str) -> T:
+    """``probe()``'s first truthy value; Flower refusing connections is "not yet"."""
+    return wait_for(probe, 30.0, what, interval=0.3, ignoring=(requests.ConnectionError,))
 
 
 def test_flower_lists_the_worker_behind_basic_auth(flower: tuple[str, str]) -> None:
     url, worker_name = flower
-    eventually(lambda: requests.get(url + "/healthcheck", timeout=5).ok)
+    eventually(lambda: requests.get(url + "/healthcheck", timeout=5).ok, "Flower's healthcheck")
 
     assert requests.get(url + "/api/workers", timeout=5).status_code == 401
     bad = requests.get(url + "/api/workers", auth=(AUTH[0], "wrong"), timeout=5)
@@ -103,14 +90,14 @@ def test_flower_lists_the_worker_behind_basic_auth(flower: tuple[str, str]) -> N
         listed: dict[str, Any] = answer.json()
         return listed if worker_name in listed else {}
 
-    listed = eventually(workers)
+    listed = eventually(workers, f"{worker_name} in Flower's workers")
     registered = listed[worker_name]["registered"]
     assert "imchat.confirm_delivered" in registered
 
 
 def test_flower_listens_on_loopback_only(flower: tuple[str, str]) -> None:
     url, _ = flower
-    eventually(lambda: requests.get(url + "/healthcheck", timeout=5).ok)
+    eventually(lambda: requests.get(url + "/healthcheck", timeout=5).ok, "Flower's healthcheck")
     port = int(url.rsplit(":", 1)[1])
     listening = subprocess.run(
         ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True

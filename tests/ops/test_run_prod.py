@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -29,18 +27,13 @@ from sqlalchemy.pool import NullPool
 from imchat import migrate
 from imchat.client import ApiClient, ChatConnection
 from imchat.config import load_settings
+from tests.support.waiting import free_port, http_get, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PROCESSES = ("web", "consumer", "worker", "beat", "flower")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -104,15 +97,15 @@ def prod_env(database: str, redis_url: str, kafka: str, etcd: str, workdir: Path
 
 
 def wait_http(url: str, honcho: subprocess.Popen[bytes], timeout: float = 40.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
+    def answered() -> bool:
+        assert honcho.poll() is None, "honcho stopped: a process of the set exited"
         try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
+            http_get(url)
         except OSError:
-            assert honcho.poll() is None, "honcho stopped: a process of the set exited"
-            assert time.monotonic() < deadline, f"{url} never answered"
-            time.sleep(0.2)
+            return False
+        return True
+
+    wait_for(answered, timeout, f"{url} to answer", interval=0.2)
 
 
 @pytest.fixture

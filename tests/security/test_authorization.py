@@ -14,16 +14,9 @@ from typing import Any
 import pytest
 
 from imchat.client import ApiClient, Session
-
-from .conftest import (
-    EmbeddedServer,
-    RawSocket,
-    Sockets,
-    assert_error_shape,
-    bearer,
-    http_call,
-    register_users,
-)
+from tests.support.clients import assert_error_shape, bearer, http_call, register_users
+from tests.support.server import EmbeddedServer
+from tests.support.sockets import RawSocket, Sockets
 
 pytestmark = pytest.mark.e2e
 

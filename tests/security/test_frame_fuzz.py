@@ -30,8 +30,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from imchat.client import ApiClient, Session
-
-from .conftest import Closed, EmbeddedServer, RawSocket, register_users
+from tests.support.clients import register_users
+from tests.support.server import EmbeddedServer
+from tests.support.sockets import Closed, RawSocket
 
 pytestmark = [
     pytest.mark.e2e,

@@ -15,17 +15,16 @@ from urllib.parse import quote
 import pytest
 
 from imchat.client import Session
-
-from .conftest import (
+from tests.support.clients import (
     PASSWORD,
-    EmbeddedServer,
-    Sockets,
     assert_error_shape,
     bearer,
     http_call,
     new_username,
     register_users,
 )
+from tests.support.server import EmbeddedServer
+from tests.support.sockets import Sockets
 
 pytestmark = pytest.mark.e2e
 

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from imchat.client import ApiClient, Session
-
-from .conftest import Answer, EmbeddedServer, assert_error_shape, bearer, http_call, register_users
+from tests.support.clients import Answer, assert_error_shape, bearer, http_call, register_users
+from tests.support.server import EmbeddedServer
 
 pytestmark = pytest.mark.e2e
 

@@ -20,15 +20,9 @@ import pytest
 import websocket
 
 from imchat.client import Session
-
-from .conftest import (
-    Closed,
-    EmbeddedServer,
-    RawSocket,
-    assert_error_shape,
-    http_call,
-    register_users,
-)
+from tests.support.clients import assert_error_shape, http_call, register_users
+from tests.support.server import EmbeddedServer
+from tests.support.sockets import Closed, RawSocket
 
 pytestmark = pytest.mark.e2e
 

@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ import redis
 from imchat import migrate
 from imchat.client import ApiClient, Session
 from imchat.config import load_settings
+from tests.support.waiting import free_port, free_ports, port_open, wait_for, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 # The stack has a Redis server of its own (tests restart and flush it); the
@@ -39,39 +39,13 @@ STACK_REDIS_DB = 0
 CELERY_REDIS_DB = 1
 
 
-def free_port() -> int:
-    import socket
+def ready_when(condition: Callable[[], bool], what: str) -> Callable[[], None]:
+    """A ``Process.ready`` that waits (30 s at most) until ``condition()`` holds."""
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    def ready() -> None:
+        wait_for(condition, 30.0, what, interval=0.05)
 
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free ports (free_port alone may hand out one twice)."""
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
-
-
-def port_open(port: int) -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-    except OSError:
-        return False
-    return True
-
-
-def wait_until(ready: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        assert time.monotonic() < deadline, f"{what} did not come up in {timeout:g}s"
-        time.sleep(0.05)
+    return ready
 
 
 @dataclass
@@ -124,14 +98,8 @@ class Stack:
         argv = ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1"]
         argv += ["--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
         self.add("redis", argv)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.redis().ping()
-                return
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "the stack's redis-server did not start"
-                time.sleep(0.05)
+        what = "the stack's redis-server to start"
+        wait_for(self.redis().ping, 10.0, what, interval=0.05, ignoring=(redis.ConnectionError,))
 
     def url(self, gateway: int) -> str:
         return f"http://127.0.0.1:{self.gateway_ports[gateway]}"
@@ -190,18 +158,6 @@ class Stack:
         # Last started, first stopped: the services outlive the processes using them.
         for process in reversed(self.processes.values()):
             process.stop()
-
-
-def wait_http(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def warm_up(stack: Stack) -> None:
@@ -383,7 +339,7 @@ class EtcdCluster:
             return False
 
     def wait_healthy(self, member: int) -> None:
-        wait_until(lambda: self.healthy(member), f"etcd member {member}")
+        wait_for(lambda: self.healthy(member), 30.0, f"etcd member {member}", interval=0.05)
 
     def member_ids(self) -> tuple[dict[int, int], int | None]:
         """(member index -> raft member id, the leader's member id) from ``etcdctl
@@ -409,7 +365,8 @@ class EtcdCluster:
         if current != member:
             target = self.member_ids()[0][member]
             self._etcdctl(self.url(current), "move-leader", format(target, "x"))
-        wait_until(lambda: self.leader() == member, f"etcd leadership on member {member}")
+        what = f"etcd leadership on member {member}"
+        wait_for(lambda: self.leader() == member, 30.0, what, interval=0.05)
 
     @staticmethod
     def _etcdctl(endpoints: str, *args: str) -> str:
@@ -452,14 +409,14 @@ class FaultyStack(Stack):
             "AWS_DEFAULT_REGION": "us-east-1",
         }
         moto = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)]
-        self.add(S3, moto, s3_env, ready=lambda: wait_until(lambda: port_open(s3_port), "moto"))
+        self.add(S3, moto, s3_env, ready=ready_when(lambda: port_open(s3_port), "moto"))
         # tansu does not create its bucket (it fails with NoSuchBucket).
         create = urllib.request.Request(f"http://127.0.0.1:{s3_port}/{BUCKET}", method="PUT")
         urllib.request.urlopen(create, timeout=5).close()
         listener = f"tcp://127.0.0.1:{self.broker_port}"
         tansu = [str(tansu_binary()), "broker", "--listener-url", listener]
         tansu += ["--advertised-listener-url", listener, "--storage-engine", f"s3://{BUCKET}/"]
-        self.add(BROKER, tansu, s3_env, ready=lambda: wait_until(self.broker_up, "tansu"))
+        self.add(BROKER, tansu, s3_env, ready=ready_when(self.broker_up, "tansu"))
 
     def start_etcd(self) -> None:
         """All three members first, then wait: a lone member is never healthy."""

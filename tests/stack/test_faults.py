@@ -29,6 +29,7 @@ import pytest
 from websocket import WebSocketException
 
 from imchat.client import ChatConnection, ChatError, Session
+from tests.support.waiting import wait_for
 
 from .conftest import BROKER, FaultyStack
 
@@ -461,7 +462,9 @@ def test_etcd_leader_killed_mid_stream_routes_fail_over(faulty_stack: FaultyStac
             inbox.move(gateway=0)  # run_stream put the first recipient on gateway 1
             wait_for(
                 lambda: (r := routes_of(stack, inbox.session.user_id, survivors)) and r != old,
+                10.0,
                 "the moved recipient's route on the surviving members",
+                interval=0.1,
             )
             moved["route_moved_after_seconds"] = round(time.monotonic() - down, 2)
             moved["new_leader"] = cluster.leader()
@@ -489,10 +492,3 @@ def routes_of(stack: FaultyStack, user_id: str, endpoints: str) -> set[str]:
         env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"},
     )
     return {line.rsplit("/", 1)[1] for line in done.stdout.split() if line.strip()}
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:g}s"
-        time.sleep(0.1)
