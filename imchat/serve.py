@@ -46,7 +46,7 @@ def prepare(app: Flask) -> None:
 
     settings = settings_of(app)
     if not settings.database_url:
-        from imchat import migrate
+        from imchat.ops import migrate
 
         migrate.upgrade(settings)
     start_embedded_consumer(app)

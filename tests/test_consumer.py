@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from imchat import migrate
 from imchat.config import Settings
 from imchat.consumer import DeliveryConsumer, transient
 from imchat.container import Services
+from imchat.ops import migrate
 from imchat.services.conversations import direct_conversation_id
 from imchat.stores import pending as pending_store
 from imchat.stores import users as user_store

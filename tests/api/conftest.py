@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from imchat import migrate
 from imchat.config import load_settings
 from imchat.factory import create_app, services_of
+from imchat.ops import migrate
 from imchat.services import auth as auth_service
 
 from .support import SECRET, ApiClient

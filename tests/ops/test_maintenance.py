@@ -20,11 +20,11 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from imchat import cli, migrate
 from imchat.backends.router_etcd import EtcdRouter, _b64, _Endpoints, _Keys, _range_end, _text
 from imchat.config import DAY, Settings
 from imchat.container import Services
 from imchat.models import ActiveUserDay, DailyStats, OfflineMessage
+from imchat.ops import cli, migrate
 from imchat.services import maintenance
 from imchat.services.jobs import JOBS
 from imchat.stores import pending as pending_store

@@ -26,9 +26,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from imchat import migrate
 from imchat.client import ApiClient, ChatConnection
 from imchat.config import load_settings
+from imchat.ops import migrate
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from imchat import migrate
 from imchat.client import ApiClient, Session
 from imchat.config import load_settings
+from imchat.ops import migrate
 
 ROOT = Path(__file__).resolve().parents[2]
 # The stack has a Redis server of its own (tests restart and flush it); the

@@ -184,7 +184,7 @@ def partition_problems(conn: Connection) -> list[str]:
 
 def migration_problems(settings: Settings) -> list[str]:
     """The database's alembic revision must be the head of migrations/."""
-    from imchat import migrate
+    from imchat.ops import migrate
 
     try:
         state = migrate.status(settings)
