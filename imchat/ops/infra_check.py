@@ -337,15 +337,12 @@ def kafka_topic_partitions(bootstrap: str, prefix: str = "") -> dict[str, int]:
     KafkaException when the broker is down."""
     from confluent_kafka.admin import AdminClient
 
+    from imchat.backends.bus_kafka import partitions_by_topic
+
     # log_level 0: librdkafka would print each refused connection to stderr;
     # the check reports the outcome itself.
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
-    metadata = admin.list_topics(timeout=KAFKA_TIMEOUT)
-    return {
-        name.removeprefix(prefix): len(t.partitions)
-        for name, t in metadata.topics.items()
-        if t.error is None and name.startswith(prefix)
-    }
+    return partitions_by_topic(admin.list_topics(timeout=KAFKA_TIMEOUT), prefix)
 
 
 def check_kafka(
