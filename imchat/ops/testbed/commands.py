@@ -13,7 +13,7 @@ from pathlib import Path
 from imchat.ops.testbed import state
 from imchat.ops.testbed.install import Apt, cannot_install, find_tansu, install_plan
 from imchat.ops.testbed.probes import answering, etcd_healthy, redis_pid, redis_shutdown
-from imchat.ops.testbed.procs import elapsed, have, send, take_lock, terminate
+from imchat.ops.testbed.procs import elapsed, have, locked, send, terminate
 from imchat.ops.testbed.services import STARTERS, Run
 from imchat.ops.testbed.settings import (
     APT_LOCK_TIMEOUT,
@@ -54,7 +54,13 @@ def stop_entry(entry: Entry, config: Config, to_stderr: bool = False) -> bool:
 def cmd_up(config: Config) -> int:
     t0 = time.monotonic()
     config.state.mkdir(parents=True, exist_ok=True)
-    lock = take_lock(config.state, APT_LOCK_TIMEOUT)
+    with locked(config.state, APT_LOCK_TIMEOUT):
+        bring_up(config)
+    note(f"up in {elapsed(t0)}s (state: {config.state})")
+    return 0
+
+
+def bring_up(config: Config) -> None:
     probes = answering(config.ports)
     needed = [name for name in SERVICES if not probes[name]()]
     # 1. what would have to be installed, and can it be? Fail before starting anything.
@@ -78,9 +84,6 @@ def cmd_up(config: Config) -> int:
         rollback(run)
         raise
     (config.state / "apt.last").unlink(missing_ok=True)
-    note(f"up in {elapsed(t0)}s (state: {config.state})")
-    lock.close()
-    return 0
 
 
 def rollback(run: Run) -> None:
@@ -101,7 +104,11 @@ def cmd_down(config: Config) -> int:
     if not config.state.is_dir():
         say(f"nothing to stop (no {config.state})")
         return 0
-    lock = take_lock(config.state, APT_LOCK_TIMEOUT)
+    with locked(config.state, APT_LOCK_TIMEOUT):
+        return stop_recorded(config)
+
+
+def stop_recorded(config: Config) -> int:
     started = config.started
     if not started.is_file() or started.stat().st_size == 0:
         started.unlink(missing_ok=True)
@@ -113,7 +120,6 @@ def cmd_down(config: Config) -> int:
         state.write(started, failed)
         raise Fatal(1, f"some services could not be stopped; they stay listed in {started}")
     started.unlink(missing_ok=True)
-    lock.close()
     return 0
 
 

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -149,17 +149,18 @@ def say_to(out: IO[str] | None, message: str) -> None:
         print(message, file=out, flush=True)
 
 
-def take_lock(state: Path, timeout: float) -> IO[str]:
-    """Serialise up/down between concurrent callers: held until this process exits
-    (the descriptor is not inherited by the services started)."""
-    handle = (state / "lock").open("a")
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return handle
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                handle.close()
-                raise Fatal(1, f"another '{PROG}' holds {state / 'lock'}") from None
-            time.sleep(0.1)
+@contextlib.contextmanager
+def locked(state: Path, timeout: float) -> Iterator[None]:
+    """Serialise up/down between concurrent callers. The descriptor is not
+    inherited by the services started, so the lock ends with the command."""
+    with (state / "lock").open("a") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise Fatal(1, f"another '{PROG}' holds {state / 'lock'}") from None
+                time.sleep(0.1)
+        yield
