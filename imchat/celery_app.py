@@ -20,8 +20,9 @@ def make_celery(settings: Settings) -> Celery:
             task_reject_on_worker_lost=True,
             worker_prefetch_multiplier=1,
             task_ignore_result=True,
-            # A whole worker lost: its unacked task comes back after ~30 s
-            # (kombu scans every restore_interval x throttle, see ENVIRONMENT.md).
+            # A whole worker lost: its unacked task comes back after ~30 s.
+            # kombu's Redis transport only looks for expired unacked tasks
+            # every restore_interval x throttle seconds, so both are small.
             broker_transport_options={
                 "visibility_timeout": 30,
                 "unacked_restore_interval": 5,

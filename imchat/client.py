@@ -1,4 +1,4 @@
-"""A Python client for imchat's contract (CONTRACT.md): the REST calls and a
+"""A Python client for imchat (docs/api.md, docs/protocol.md): the REST calls and a
 WebSocket connection that sends with client ids, waits for acks, receives,
 confirms delivery and reconnects.
 

@@ -1,7 +1,8 @@
 """One place wires the services: each is built once, lazily, from settings.
 
 An empty endpoint setting selects the embedded twin, a set one the real
-adapter. Tests may swap an entry before first use.
+adapter; this is the only module that makes that choice. Tests may swap an
+entry before first use.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flask import Flask
 from sqlalchemy import text
 
 from imchat.backends.base import (
@@ -27,6 +29,11 @@ from imchat.db import Database, make_engine
 
 if TYPE_CHECKING:
     from celery import Celery
+
+    from imchat.backends.ratelimit import RateLimiter
+    from imchat.gateway.hub import Gateway
+    from imchat.services.delivery.consumer import DeliveryConsumer
+    from imchat.services.jobs import JobRunner
 
 
 class Services:
@@ -50,7 +57,7 @@ class Services:
     @cached_property
     def router(self) -> Router:
         if self.settings.etcd_endpoints:
-            from imchat.backends.router_etcd import EtcdRouter
+            from imchat.backends.etcd import EtcdRouter
 
             return EtcdRouter(self.settings)
         from imchat.backends.router_embedded import EmbeddedRouter
@@ -83,6 +90,43 @@ class Services:
         from imchat.celery_app import make_celery
 
         return make_celery(self.settings)
+
+    @cached_property
+    def jobs(self) -> JobRunner:
+        """Background jobs: Celery tasks when a broker is configured, else run inline."""
+        from imchat.services.jobs import CeleryJobs, InlineJobs
+
+        if self.settings.celery_broker_url:
+            return CeleryJobs(self.celery)
+        return InlineJobs(self)
+
+    @cached_property
+    def rate_limiter(self) -> RateLimiter:
+        """Register and login attempts: counted in Redis (shared by every worker) or in memory."""
+        from imchat.backends.ratelimit import MemoryRateLimiter, RedisRateLimiter
+
+        if self.settings.redis_url:
+            return RedisRateLimiter(self.settings.redis_url)
+        return MemoryRateLimiter()
+
+    @cached_property
+    def gateway(self) -> Gateway:
+        """This process's WebSocket gateway (built after a gunicorn fork, on first use)."""
+        from imchat.gateway.hub import Gateway
+
+        return Gateway(self)
+
+    @cached_property
+    def local_consumer(self) -> DeliveryConsumer | None:
+        """The bus consumer this process runs itself: only with the embedded bus,
+        which no other process can read. Production runs ``python -m imchat consume``."""
+        if self.settings.kafka_bootstrap_servers:
+            return None
+        from imchat.services.delivery.consumer import DeliveryConsumer
+        from imchat.topics import TOPICS
+
+        self.bus.ensure_topics(TOPICS, 1, 1)
+        return DeliveryConsumer(self)
 
     @cached_property
     def secret_key(self) -> str:
@@ -141,9 +185,44 @@ class Services:
         with self.celery.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=1)
 
+    # ------------------------------------------------------------ serving
+    def prepare(self) -> None:
+        """Bring this process's backends to a servable state.
+
+        The embedded default migrates its own SQLite file so that a fresh
+        clone serves at once (in production migrations are a deploy step,
+        ``python -m imchat db upgrade``, never done by a web worker), and
+        consumes its own bus.
+        """
+        if not self.settings.database_url:
+            from imchat.ops import migrate
+
+            migrate.upgrade(self.settings)
+        if self.local_consumer is not None:
+            self.local_consumer.start()
+
+    def stop_serving(self) -> None:
+        """Leave the cluster cleanly: revoke the gateway's lease (its routes go
+        at once instead of after 90 s), flush confirmations, stop the consumer."""
+        if "gateway" in self.__dict__:  # built only once a socket came
+            self.gateway.stop()
+        consumer = self.__dict__.get("local_consumer")
+        if consumer is not None:
+            consumer.stop()
+
     def close(self) -> None:
-        for name in ("channel", "bus", "router", "seqs"):
+        for name in ("channel", "bus", "router", "seqs", "rate_limiter"):
             if name in self.__dict__:
                 getattr(self, name).close()
         if "db" in self.__dict__:
             self.db.dispose()
+
+
+def services_of(app: Flask) -> Services:
+    """The Services of an app made by ``imchat.factory.create_app``."""
+    services: Services = app.extensions["imchat"]
+    return services
+
+
+def settings_of(app: Flask) -> Settings:
+    return services_of(app).settings

@@ -8,8 +8,8 @@ from typing import Any
 from flask import Flask
 
 from imchat import errors, logs
-from imchat.config import Settings, load_settings
-from imchat.container import Services
+from imchat.config import load_settings
+from imchat.container import Services, services_of, settings_of
 
 
 def create_app(
@@ -38,10 +38,4 @@ def create_app(
     return app
 
 
-def services_of(app: Flask) -> Services:
-    services: Services = app.extensions["imchat"]
-    return services
-
-
-def settings_of(app: Flask) -> Settings:
-    return services_of(app).settings
+__all__ = ["create_app", "services_of", "settings_of"]

@@ -162,7 +162,7 @@ class DailyStats(Base):
     """One UTC day of traffic, for ops (``python -m imchat stats``).
 
     The message counts are atomic increments made by the bus consumer as it
-    delivers (``services.maintenance.note_messages``): messages are not kept
+    delivers (``imchat.services.stats``): messages are not kept
     once delivered, so they can only be counted on the way through.
     ``active_users`` is rolled up from ``active_users_daily`` by a beat job.
     """

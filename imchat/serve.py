@@ -8,7 +8,7 @@ import signal
 
 from flask import Flask
 
-from imchat.topics import TOPICS
+from imchat.container import services_of
 
 log = logging.getLogger("imchat.serve")
 
@@ -36,34 +36,8 @@ def websocket_aware_handler() -> type:
 
 
 def prepare(app: Flask) -> None:
-    """Bring the process's backends to a servable state.
-
-    The embedded default migrates its own SQLite file so that a fresh clone
-    serves at once; in production migrations are a deploy step
-    (``python -m imchat db upgrade``), never done by a web worker.
-    """
-    from imchat.factory import settings_of
-
-    settings = settings_of(app)
-    if not settings.database_url:
-        from imchat.ops import migrate
-
-        migrate.upgrade(settings)
-    start_embedded_consumer(app)
-
-
-def start_embedded_consumer(app: Flask) -> None:
-    """With the embedded bus, nobody else can read it: consume in this process."""
-    from imchat.consumer import DeliveryConsumer
-    from imchat.factory import services_of
-
-    services = services_of(app)
-    if services.settings.kafka_bootstrap_servers or "imchat.consumer" in app.extensions:
-        return
-    services.bus.ensure_topics(TOPICS, 1, 1)
-    consumer = DeliveryConsumer(services)
-    consumer.start()
-    app.extensions["imchat.consumer"] = consumer
+    """Bring the process's backends to a servable state (``Services.prepare``)."""
+    services_of(app).prepare()
 
 
 def raise_open_file_limit() -> int:
@@ -95,11 +69,5 @@ def serve(app: Flask, host: str, port: int) -> None:
 
 
 def shutdown(app: Flask) -> None:
-    """Leave the cluster cleanly: revoke the gateway's lease (its routes go at
-    once instead of after 90 s), flush confirmations, stop the consumer."""
-    gateway = app.extensions.get("imchat.gateway")
-    if gateway is not None:
-        gateway.stop()
-    consumer = app.extensions.get("imchat.consumer")
-    if consumer is not None:
-        consumer.stop()
+    """Leave the cluster cleanly (``Services.stop_serving``)."""
+    services_of(app).stop_serving()

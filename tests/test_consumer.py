@@ -2,38 +2,42 @@
 
 from __future__ import annotations
 
-import json
+import time
 import uuid
 from datetime import UTC, datetime
 
 import pytest
 
 from imchat.config import Settings
-from imchat.consumer import DeliveryConsumer, transient
 from imchat.container import Services
 from imchat.ops import migrate
 from imchat.services.conversations import direct_conversation_id
+from imchat.services.delivery.consumer import DeliveryConsumer, transient
 from imchat.stores import pending as pending_store
 from imchat.stores import users as user_store
 from imchat.topics import DIRECT_MSG, TOPICS
+from imchat.wire.bus import MessageEnvelope
 
 pytestmark = pytest.mark.unit
 
 
 def envelope(sender: str, to: str, cid: str) -> bytes:
-    return json.dumps(
-        {
-            "msg_id": uuid.uuid4().hex,
-            "cid": cid,
-            "from": sender,
-            "to": to,
-            "conversation_id": direct_conversation_id(sender, to),
-            "body": "hi",
-            "ts": 1,
-            "gateway": "gw",
-            "conn": "c",
-        }
+    return MessageEnvelope(
+        msg_id=uuid.uuid4().hex,
+        cid=cid,
+        sender=sender,
+        conversation_id=direct_conversation_id(sender, to),
+        body="hi",
+        ts=1,
+        gateway="gw",
+        conn="c",
+        to=to,
     ).encode()
+
+
+def pending_seqs(services: Services, user_id: str) -> list[int]:
+    with services.db.session() as session:
+        return [r.sequence_number for r in pending_store.for_user(session, user_id, 10)]
 
 
 def test_a_poison_record_is_set_aside_and_the_rest_delivered(settings: Settings) -> None:
@@ -52,14 +56,17 @@ def test_a_poison_record_is_set_aside_and_the_rest_delivered(settings: Settings)
         ]
     )
     consumer = DeliveryConsumer(services)
-    bus_consumer = services.bus.subscribe([DIRECT_MSG.name], "test")
-    consumer._poll_once(bus_consumer)
-
-    with services.db.session() as session:
-        rows = pending_store.for_user(session, "bob", 10)
-        assert [r.sequence_number for r in rows] == [1, 2]
-    # Committed: nothing comes back to a new member of the group.
-    assert services.bus.subscribe([DIRECT_MSG.name], "test").poll_batch(10, 0.05) == []
+    consumer.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(pending_seqs(services, "bob")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        consumer.stop()
+    assert pending_seqs(services, "bob") == [1, 2]
+    # Committed: nothing comes back to a new member of the consumer group.
+    group = services.settings.kafka_consumer_group
+    assert services.bus.subscribe([DIRECT_MSG.name], group).poll_batch(10, 0.05) == []
     services.close()
 
 

@@ -16,4 +16,3 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(users.bp)
     app.register_blueprint(groups.bp)
     app.register_blueprint(openapi.bp)
-    auth.init_limiter(app)

@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from imchat.api import schemas
 from imchat.api.openapi import operation
-from imchat.backends.ratelimit import Limit, RateLimiter, auth_limits, make_rate_limiter
+from imchat.backends.ratelimit import Limit, auth_limits
+from imchat.container import services_of
 from imchat.errors import APIError
-from imchat.factory import services_of
 from imchat.services import auth as auth_service
 from imchat.services import users as user_service
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
-LIMITER_KEY = "imchat.ratelimiter"
-
-
-def init_limiter(app: Flask) -> None:
-    """Give the app its rate limiter (Redis when configured, else in memory)."""
-    app.extensions.setdefault(LIMITER_KEY, make_rate_limiter(services_of(app).settings))
-
-
-def limiter() -> RateLimiter:
-    rate_limiter: RateLimiter = current_app.extensions[LIMITER_KEY]
-    return rate_limiter
 
 
 def enforce(limit: Limit, key: str) -> None:
     """Count one attempt against ``limit``; 429 with Retry-After once it is used up."""
-    wait = limiter().hit(limit, key)
+    wait = services_of(current_app).rate_limiter.hit(limit, key)
     if wait is not None:
         raise APIError(429, "too many attempts, retry later", headers={"Retry-After": str(wait)})
 

@@ -8,6 +8,7 @@ from typing import ParamSpec, TypeVar
 
 from flask import current_app, g, request
 
+from imchat.container import services_of
 from imchat.errors import APIError
 from imchat.services.auth import verify_token
 
@@ -30,8 +31,6 @@ def require_auth(view: Callable[P, R]) -> Callable[P, R]:
 
     @wraps(view)
     def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-        from imchat.factory import services_of
-
         g.user_id = verify_token(services_of(current_app), bearer_token())
         return view(*args, **kwargs)
 

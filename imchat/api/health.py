@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 
+from imchat.container import services_of
+
 bp = Blueprint("health", __name__)
 
 
@@ -14,8 +16,6 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    from imchat.factory import services_of
-
     results = services_of(current_app).check_readiness()
     failing = {name: why for name, why in results.items() if why}
     body: dict[str, object] = {

@@ -15,22 +15,10 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from imchat.errors import APIError
 from imchat.models import ROLES
+from imchat.wire.fields import storable, text
 
 USERNAME_PATTERN = r"\A[a-z0-9_]{3,32}\Z"  # \Z, not $: "$" would let a trailing newline in
 MAX_GROUP_MEMBERS_AT_CREATION = 1000
-
-
-def storable(value: str) -> None:
-    """Reject text that UTF-8 cannot hold: JSON lets a lone surrogate (\\ud800) through."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValidationError("Not valid text (lone surrogate).") from None
-
-
-def text(low: int, high: int, **kwargs: Any) -> fields.String:
-    """A string field of ``low`` to ``high`` characters that the database can store."""
-    return fields.String(validate=[validate.Length(low, high), storable], **kwargs)
 
 
 class UtcDateTime(fields.DateTime):

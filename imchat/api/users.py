@@ -7,7 +7,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from imchat.api import schemas
 from imchat.api.auth_guard import current_user_id, require_auth
 from imchat.api.openapi import operation
-from imchat.factory import services_of
+from imchat.container import services_of
 from imchat.services import users as user_service
 
 bp = Blueprint("users", __name__, url_prefix="/api/v1/users")

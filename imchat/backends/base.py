@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from imchat.topics import TopicSpec
+from imchat.wire.batch import RESYNC
 
 
 class BackendUnavailable(Exception):
@@ -98,7 +99,7 @@ class Router(abc.ABC):
     name = "etcd"
 
     @abc.abstractmethod
-    def register_gateway(self, gateway_id: str, address: str) -> None: ...
+    def register_gateway(self, gateway_id: str) -> None: ...
 
     @abc.abstractmethod
     def unregister_gateway(self, gateway_id: str) -> None:
@@ -114,8 +115,12 @@ class Router(abc.ABC):
     def gateways_for(self, user_id: str) -> set[str]: ...
 
     @abc.abstractmethod
-    def live_gateways(self) -> dict[str, str]:
-        """gateway_id -> address of every gateway holding a live lease."""
+    def prune_stale(self, limit: int) -> int:
+        """Delete up to ``limit`` routes no live gateway registration stands behind.
+
+        The number deleted. Such routes come from bugs or lost leases; a second
+        run, or two at once, find nothing more to delete.
+        """
 
     @abc.abstractmethod
     def ping(self, timeout: float = 2.0) -> None: ...
@@ -239,7 +244,7 @@ class GatewayChannel(abc.ABC):
     name = "redis pub/sub"
     # Handed to the listener after the channel was lost and is back: what was
     # sent meanwhile is gone, the gateway must catch up (Gateway.resync).
-    RESYNC = b'{"resync": true}'
+    RESYNC = RESYNC
 
     @abc.abstractmethod
     def send_many(self, deliveries: Sequence[tuple[str, bytes]]) -> None:

@@ -116,13 +116,6 @@ class RedisRateLimiter(RateLimiter):
         self._redis.close()
 
 
-def make_rate_limiter(settings: Settings) -> RateLimiter:
-    """Redis when ``settings.redis_url`` is set, else the in-memory twin."""
-    if settings.redis_url:
-        return RedisRateLimiter(settings.redis_url)
-    return MemoryRateLimiter()
-
-
 @dataclass(frozen=True)
 class AuthLimits:
     """The limits on register and login (0 attempts disables a limit)."""

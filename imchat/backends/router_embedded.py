@@ -16,16 +16,16 @@ class EmbeddedRouter(Router):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._gateways: dict[str, str] = {}
+        self._gateways: set[str] = set()
         self._routes: defaultdict[str, set[str]] = defaultdict(set)
 
-    def register_gateway(self, gateway_id: str, address: str) -> None:
+    def register_gateway(self, gateway_id: str) -> None:
         with self._lock:
-            self._gateways[gateway_id] = address
+            self._gateways.add(gateway_id)
 
     def unregister_gateway(self, gateway_id: str) -> None:
         with self._lock:
-            self._gateways.pop(gateway_id, None)
+            self._gateways.discard(gateway_id)
             for user_id in [u for u, gws in self._routes.items() if gateway_id in gws]:
                 self._drop(user_id, gateway_id)
 
@@ -50,9 +50,22 @@ class EmbeddedRouter(Router):
         with self._lock:
             return set(self._routes.get(user_id, ()))
 
-    def live_gateways(self) -> dict[str, str]:
+    def prune_stale(self, limit: int) -> int:
+        """Drop up to ``limit`` routes to a gateway that is not registered.
+
+        The twin's own methods never leave one (a gateway's routes go with it),
+        so this finds nothing unless something wrote past them.
+        """
         with self._lock:
-            return dict(self._gateways)
+            stale = [
+                (user_id, gateway_id)
+                for user_id, gateways in sorted(self._routes.items())
+                for gateway_id in sorted(gateways)
+                if gateway_id not in self._gateways
+            ][:limit]
+            for user_id, gateway_id in stale:
+                self._drop(user_id, gateway_id)
+        return len(stale)
 
     def ping(self, timeout: float = 2.0) -> None:
         return None

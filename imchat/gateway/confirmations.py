@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
-from imchat.container import Services
-from imchat.services.jobs import dispatch
 from imchat.services.pending import CONFIRM_DELIVERED
+
+if TYPE_CHECKING:
+    from imchat.container import Services
 
 log = logging.getLogger("imchat.gateway")
 FLUSH_SECONDS = 0.05
@@ -30,11 +32,12 @@ class ConfirmationBatcher:
         self._thread = threading.Thread(target=self._run, name="imchat-confirm", daemon=True)
 
     def start(self) -> None:
-        self._thread.start()
+        if not self.services.jobs.inline:  # inline, nothing is ever held back
+            self._thread.start()
 
     def add(self, user_id: str, conversation_id: str, seq: int) -> None:
-        if not self.services.settings.celery_broker_url:
-            dispatch(self.services, CONFIRM_DELIVERED, [[user_id, conversation_id, seq]])
+        if self.services.jobs.inline:
+            self.services.jobs.dispatch(CONFIRM_DELIVERED, [[user_id, conversation_id, seq]])
             return
         self._remember(user_id, conversation_id, seq)
 
@@ -49,7 +52,9 @@ class ConfirmationBatcher:
         if not marks:
             return
         try:
-            dispatch(self.services, CONFIRM_DELIVERED, [[u, c, s] for (u, c), s in marks.items()])
+            self.services.jobs.dispatch(
+                CONFIRM_DELIVERED, [[u, c, s] for (u, c), s in marks.items()]
+            )
         except Exception:
             log.warning("confirmations not handed over; retrying", exc_info=True)
             for (user_id, conversation_id), seq in marks.items():
@@ -61,5 +66,6 @@ class ConfirmationBatcher:
 
     def stop(self) -> None:
         self._stopping.set()
-        self._thread.join(timeout=2)
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
         self.flush()

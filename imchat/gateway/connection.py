@@ -6,9 +6,12 @@ import json
 import threading
 import time
 import uuid
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 from imchat import metrics
+from imchat.wire.codec import Record
+from imchat.wire.frames import AckFrame, MsgFrame, SyncedFrame
 
 
 class TokenBucket:
@@ -27,6 +30,16 @@ class TokenBucket:
             return False
         self.tokens -= 1
         return True
+
+
+@dataclass(frozen=True)
+class InflightSend:
+    """A send on the bus whose ack has not come back: published again on resync."""
+
+    topic: str
+    key: str
+    value: bytes
+    published_at: float
 
 
 class Socket(Protocol):
@@ -50,30 +63,41 @@ class Connection:
         self.conn_id = uuid.uuid4().hex
         self._lock = threading.Lock()
         self._syncing = True
-        self._held: list[tuple[dict[str, Any], str | None]] = []
+        self._held: list[tuple[MsgFrame, str | None]] = []
         self._last_seq: dict[str, int] = {}
-        # Sends published but not acked yet: (topic, key, envelope, published at) by client id.
-        self.inflight: dict[str, tuple[str, str, bytes, float]] = {}
+        # Sends published but not acked yet, by client id.
+        self.inflight: dict[str, InflightSend] = {}
         self.closed = False
 
-    def send_frame(self, frame: dict[str, Any], text: str | None = None) -> None:
+    def send_frame(self, frame: Record, text: str | None = None) -> None:
         """Write a frame; ``text`` is its JSON when the caller encoded it already
         (a group message is encoded once for all its recipients' sockets)."""
+        self.send_text(text if text is not None else json.dumps(frame.to_dict()))
+
+    def send_text(self, text: str) -> None:
+        """Write one frame's JSON as it is."""
         if self.closed:
             return
         with self._lock:
             try:
-                self.ws.send(text if text is not None else json.dumps(frame))
+                self.ws.send(text)
             except Exception:
                 self.closed = True
 
-    def deliver_ack(self, frame: dict[str, Any]) -> None:
-        sent = self.inflight.pop(frame["id"], None)
+    def track_send(self, cid: str, topic: str, key: str, value: bytes) -> None:
+        self.inflight[cid] = InflightSend(topic, key, value, time.monotonic())
+
+    def untrack_send(self, cid: str) -> None:
+        """The send was not accepted (its publish failed): nothing to publish again."""
+        self.inflight.pop(cid, None)
+
+    def deliver_ack(self, frame: AckFrame) -> None:
+        sent = self.inflight.pop(frame.id, None)
         self.send_frame(frame)
         if sent is not None:
-            metrics.ACK_LATENCY.observe(time.monotonic() - sent[3])
+            metrics.ACK_LATENCY.observe(time.monotonic() - sent.published_at)
 
-    def push_message(self, frame: dict[str, Any], text: str | None = None) -> None:
+    def push_message(self, frame: MsgFrame, text: str | None = None) -> None:
         """A live ``msg``: sent now, or held until the pending ones are out."""
         with self._lock:
             if self._syncing:
@@ -81,8 +105,8 @@ class Connection:
                 return
         self._send_message(frame, "live", text)
 
-    def _send_message(self, frame: dict[str, Any], via: str, text: str | None = None) -> bool:
-        conversation_id, seq = frame["conversation_id"], frame["seq"]
+    def _send_message(self, frame: MsgFrame, via: str, text: str | None = None) -> bool:
+        conversation_id, seq = frame.conversation_id, frame.seq
         with self._lock:
             if seq <= self._last_seq.get(conversation_id, 0):
                 return False
@@ -90,13 +114,13 @@ class Connection:
         self.send_frame(frame, text)
         metrics.MESSAGES_DELIVERED.labels(via).inc()
         if via == "live":
-            metrics.DELIVERY_LATENCY.observe(max(time.time() - frame["ts"] / 1000, 0))
+            metrics.DELIVERY_LATENCY.observe(max(time.time() - frame.ts / 1000, 0))
         return True
 
-    def finish_sync(self, pending: list[dict[str, Any]]) -> None:
+    def finish_sync(self, pending: list[MsgFrame]) -> None:
         """Push the pending messages, ``synced``, then what arrived live meanwhile."""
         count = sum(self._send_message(frame, "pending") for frame in pending)
-        self.send_frame({"type": "synced", "count": count})
+        self.send_frame(SyncedFrame(count))
         while True:
             with self._lock:
                 held, self._held = self._held, []

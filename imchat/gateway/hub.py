@@ -9,15 +9,21 @@ import socket
 import threading
 import uuid
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING
 
 from imchat import metrics
-from imchat.container import Services
 from imchat.gateway.confirmations import ConfirmationBatcher
 from imchat.gateway.connection import Connection
+from imchat.services import users
 from imchat.services.pending import load_pending
+from imchat.wire.batch import GatewayBatch
+from imchat.wire.codec import WireError
+
+if TYPE_CHECKING:
+    from imchat.container import Services
 
 log = logging.getLogger("imchat.gateway")
+KNOWN_USERS_MAX = 100_000
 
 
 def new_gateway_id(configured: str) -> str:
@@ -38,9 +44,17 @@ class Gateway:
         # recipient: accounts are never deleted. Cleared when it grows too big.
         self.known_users: set[str] = set()
         self.started = False
+        self._starting = threading.Lock()
+
+    def ensure_started(self) -> None:
+        """Start once, whichever request comes first."""
+        if not self.started:
+            with self._starting:
+                if not self.started:
+                    self.start()
 
     def start(self) -> None:
-        self.services.router.register_gateway(self.gateway_id, self.gateway_id)
+        self.services.router.register_gateway(self.gateway_id)
         self.services.channel.listen(self.gateway_id, self.on_payload)
         self.confirmations.start()
         self.started = True
@@ -87,28 +101,41 @@ class Gateway:
     def on_payload(self, payload: bytes) -> None:
         """A batch from the bus consumer: acks to senders, messages and events to users."""
         try:
-            batch: dict[str, list[Any]] = json.loads(payload)
-        except ValueError:
-            log.error("undecodable gateway payload dropped")
+            batch = GatewayBatch.decode(payload)
+        except WireError as exc:
+            log.error("undecodable gateway payload dropped: %s", exc)
             return
-        if batch.get("resync"):
+        if batch.resync:
             threading.Thread(target=self.resync, daemon=True).start()
             return
-        for conn_id, frame in batch.get("acks", []):
-            conn = self._by_id.get(conn_id)
+        for ack in batch.acks:
+            conn = self._by_id.get(ack.conn_id)
             if conn is not None:
-                conn.deliver_ack(frame)
+                conn.deliver_ack(ack.frame)
         tracing = log.isEnabledFor(logging.DEBUG)
-        for frame, users, exclude in batch.get("msgs", []):
-            text = json.dumps(frame)  # once, for every local recipient socket
-            for conn in self._local(users, exclude):
-                conn.push_message(frame, text)
+        for push in batch.msgs:
+            text = json.dumps(push.frame.to_dict())  # once, for every local recipient socket
+            for conn in self._local(push.users, push.exclude_conn):
+                conn.push_message(push.frame, text)
                 if tracing:
-                    trace = {"msg_id": frame["msg_id"], "user_id": conn.user_id}
+                    trace = {"msg_id": push.frame.msg_id, "user_id": conn.user_id}
                     log.debug("delivered to a socket", extra=trace)
-        for frame, users, _ in batch.get("events", []):
-            for conn in self._local(users, None):
-                conn.send_frame(frame)
+        for event in batch.events:
+            text = json.dumps(event.frame)
+            for conn in self._local(event.users, None):
+                conn.send_text(text)
+
+    def user_exists(self, user_id: str) -> bool:
+        """Remembered per process once seen, so that a send costs no round trip
+        to check its recipient: accounts are never deleted."""
+        if user_id in self.known_users:
+            return True
+        if not users.exists(self.services, user_id):
+            return False
+        if len(self.known_users) >= KNOWN_USERS_MAX:
+            self.known_users.clear()
+        self.known_users.add(user_id)
+        return True
 
     def resync(self) -> None:
         """Catch up after the channel was lost: what it carried meanwhile is gone.
@@ -121,13 +148,13 @@ class Gateway:
             connections = list(self._by_id.values())
         for conn in connections:
             try:
-                for topic, key, value, _ in list(conn.inflight.values()):
-                    self.services.bus.publish(topic, key, value)
+                for sent in list(conn.inflight.values()):
+                    self.services.bus.publish(sent.topic, sent.key, sent.value)
                 for frame in load_pending(self.services, conn.user_id):
                     conn.push_message(frame)
             except Exception:
                 log.exception("resync of a connection of %s failed", conn.user_id)
 
-    def _local(self, users: list[str], exclude: str | None) -> list[Connection]:
+    def _local(self, user_ids: list[str], exclude: str | None) -> list[Connection]:
         with self._lock:
-            return [c for u in users for c in self._by_user.get(u, ()) if c.conn_id != exclude]
+            return [c for u in user_ids for c in self._by_user.get(u, ()) if c.conn_id != exclude]

@@ -12,37 +12,32 @@ from flask import Flask, Response, current_app, g, request
 from flask_sock import ConnectionClosed, Sock
 from sqlalchemy.exc import SQLAlchemyError
 
+from imchat.container import services_of
 from imchat.errors import APIError, error_response
 from imchat.gateway.connection import Connection, TokenBucket
-from imchat.gateway.handlers import handle_frame
+from imchat.gateway.dispatch import handle_frame
 from imchat.gateway.hub import Gateway
 from imchat.services.auth import verify_token
 from imchat.services.pending import load_pending
+from imchat.wire.frames import ErrorFrame
 
 log = logging.getLogger("imchat.gateway")
 sock = Sock()
 # Server keepalive: a ping every 25 s keeps idle connections open through proxies.
 PING_INTERVAL = 25
-_gateway_lock = threading.Lock()
 
 
 def gateway_of(app: Flask) -> Gateway:
     """This process's gateway, started on first use (after a gunicorn fork)."""
-    gateway: Gateway | None = app.extensions.get("imchat.gateway")
-    if gateway is None:
-        with _gateway_lock:
-            gateway = app.extensions.get("imchat.gateway")
-            if gateway is None:
-                gateway = Gateway(app.extensions["imchat"])
-                gateway.start()
-                app.extensions["imchat.gateway"] = gateway
+    gateway = services_of(app).gateway
+    gateway.ensure_started()
     return gateway
 
 
 def init_app(app: Flask) -> None:
     app.config["SOCK_SERVER_OPTIONS"] = {
         "ping_interval": PING_INTERVAL,
-        "max_message_size": app.extensions["imchat"].settings.max_frame_bytes,
+        "max_message_size": services_of(app).settings.max_frame_bytes,
     }
     sock.init_app(app)
     app.before_request(_authenticate_upgrade)
@@ -55,7 +50,7 @@ def _authenticate_upgrade() -> Response | None:
     token = request.args.get("token", "")
     if not token:
         return error_response(401, "unauthorized", "missing token")
-    services = current_app.extensions["imchat"]
+    services = services_of(current_app)
     try:
         g.ws_user_id = verify_token(services, token)
     except APIError as err:
@@ -88,7 +83,7 @@ def websocket(ws: Any) -> None:
     except SQLAlchemyError as err:
         # Pending messages could not be read: say so, and let the client reconnect.
         log.warning("pending messages of %s unreadable: %s", conn.user_id, err)
-        conn.send_frame({"type": "error", "code": "unavailable", "message": "database unavailable"})
+        conn.send_frame(ErrorFrame("unavailable", "database unavailable"))
         with contextlib.suppress(ConnectionClosed, OSError):
             ws.close(reason=1011, message="database unavailable")
     finally:

@@ -48,8 +48,8 @@ def cmd_create_topics(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     from imchat import logs
-    from imchat.consumer import DeliveryConsumer
     from imchat.container import Services
+    from imchat.services.delivery.consumer import DeliveryConsumer
 
     logs.configure(settings)
     consumer = DeliveryConsumer(Services(settings))

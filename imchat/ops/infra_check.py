@@ -16,8 +16,6 @@ import argparse
 import dataclasses
 import json
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -27,6 +25,7 @@ from sqlalchemy import Connection, Engine, create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from imchat.backends.etcd import probe as etcd_probe
 from imchat.config import Settings, load_settings
 from imchat.topics import TOPICS, TopicSpec
 
@@ -77,47 +76,10 @@ def _line(service: str, check: str, problems: Sequence[str], ok_message: str) ->
 
 
 # -------------------------------------------------------------------- etcd
-def _etcd_url(endpoint: str, path: str) -> str:
-    base = endpoint if "://" in endpoint else f"http://{endpoint}"
-    return base.rstrip("/") + path
-
-
-def _etcd_call(endpoint: str, path: str, body: bytes | None = None) -> Any:
-    """One JSON call to etcd's HTTP gateway; no proxy: etcd is always reached directly."""
-    request = urllib.request.Request(_etcd_url(endpoint, path), data=body, method="GET")
-    if body is not None:
-        request.method = "POST"
-        request.add_header("Content-Type", "application/json")
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(request, timeout=CONNECT_TIMEOUT) as response:
-        return json.loads(response.read() or b"{}")
-
-
 def etcd_endpoint_problems(endpoint: str) -> list[str]:
     """Why ``endpoint`` is not a healthy etcd member (empty when it is)."""
-    try:
-        health = _etcd_call(endpoint, "/health")
-    except urllib.error.HTTPError as exc:
-        return [f"{endpoint} answered HTTP {exc.code} on /health"]
-    except (OSError, ValueError) as exc:
-        return [f"{endpoint} unreachable ({_reason(exc)})"]
-    if not isinstance(health, dict) or health.get("health") != "true":
-        return [f"{endpoint} unhealthy ({json.dumps(health)})"]
-    return []
-
-
-def _reason(exc: BaseException) -> str:
-    """'Connection refused' rather than '<urlopen error [Errno 111] Connection refused>'."""
-    cause = getattr(exc, "reason", None) or exc
-    if isinstance(cause, TimeoutError):
-        return f"no answer within {CONNECT_TIMEOUT:g}s"
-    return getattr(cause, "strerror", None) or str(cause)
-
-
-def etcd_member_names(endpoint: str) -> list[str]:
-    """The names of the cluster's members, as ``endpoint`` sees them."""
-    reply = _etcd_call(endpoint, "/v3/cluster/member/list", b"{}")
-    return [m.get("name") or m.get("ID", "?") for m in reply.get("members", [])]
+    reason = etcd_probe.endpoint_health(endpoint, CONNECT_TIMEOUT)
+    return [] if reason is None else [f"{endpoint} {reason}"]
 
 
 def check_etcd(endpoints: Sequence[str]) -> list[CheckLine]:
@@ -139,9 +101,10 @@ def check_etcd(endpoints: Sequence[str]) -> list[CheckLine]:
 
 def _etcd_members_line(endpoint: str) -> CheckLine:
     try:
-        names = etcd_member_names(endpoint)
+        names = etcd_probe.member_names(endpoint, CONNECT_TIMEOUT)
     except (OSError, ValueError) as exc:
-        message = f"member list at {endpoint} failed ({_reason(exc)})"
+        reason = etcd_probe.failure_reason(exc, CONNECT_TIMEOUT)
+        message = f"member list at {endpoint} failed ({reason})"
         return CheckLine("etcd", "members", "fail", message)
     message = f"{len(names)} member{'s' if len(names) != 1 else ''} ({', '.join(names)})"
     return CheckLine("etcd", "members", "ok", message, {"count": len(names), "names": names})

@@ -26,7 +26,6 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -39,6 +38,7 @@ from imchat.stores import groups as group_store
 from imchat.stores import users as user_store
 from imchat.stores.groups import GroupRecord, MemberRecord
 from imchat.topics import MEMBERSHIP_CHANGE
+from imchat.wire.bus import MembershipChange
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +63,19 @@ class _Change:
 
     group_id: str
     actor_id: str
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[tuple[str, str, str, int]] = field(default_factory=list)
 
     def record(self, event: str, user_id: str, role: str) -> None:
-        self.events.append(
-            {
-                "event": event,
-                "group_id": self.group_id,
-                "user_id": user_id,
-                "role": role,
-                "actor_id": self.actor_id,
-                "ts": int(time.time() * 1000),
-            }
-        )
+        self.events.append((event, user_id, role, int(time.time() * 1000)))
+
+    def changes(self, member_ids: list[str]) -> list[MembershipChange]:
+        """The bus records, each with the member list after the transaction."""
+        return [
+            MembershipChange(
+                event, self.group_id, user_id, role, self.actor_id, ts, member_ids, len(member_ids)
+            )
+            for event, user_id, role, ts in self.events
+        ]
 
 
 # ------------------------------------------------------------------ cache
@@ -130,24 +130,20 @@ def _changing(
         yield session, change
         if change.events:
             services.seqs.cache_delete(cache_key(group_id))
-            ids = group_store.member_ids(session, group_id)
-            for event in change.events:
-                event.update(member_ids=ids, member_count=len(ids))
+            records = change.changes(group_store.member_ids(session, group_id))
     if change.events:
         _invalidate_after_commit(services, group_id)
-        _publish(services, change)
+        _publish(services, group_id, records)
 
 
-def _publish(services: Services, change: _Change) -> None:
-    records = [
-        (MEMBERSHIP_CHANGE.name, change.group_id, json.dumps(e).encode()) for e in change.events
-    ]
+def _publish(services: Services, group_id: str, changes: list[MembershipChange]) -> None:
+    records = [(MEMBERSHIP_CHANGE.name, group_id, c.encode()) for c in changes]
     try:
         services.bus.publish_many(records)
     except BackendUnavailable:
         # The change is committed and stands; only its live notification is lost
         # (clients see it on their next read of the member list).
-        log.exception("group %s: membership events not published", change.group_id)
+        log.exception("group %s: membership events not published", group_id)
 
 
 # ------------------------------------------------------------- lookups

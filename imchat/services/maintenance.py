@@ -5,9 +5,10 @@
 - ``imchat.count_daily_stats``, every 10 minutes for today and at 00:05 UTC
   for yesterday: active users into ``daily_stats``, old ``active_users_daily``
   rows purged. The message counts are kept by the bus consumer
-  (``record_messages``, in the transaction of each batch's pending rows).
-- ``imchat.prune_stale_routes``, every 5 minutes: etcd routes whose gateway
-  key is gone or held by another lease.
+  (``imchat.services.stats``, in the transaction of each batch's pending rows).
+- ``imchat.prune_stale_routes``, every 5 minutes: routes that no live
+  gateway registration stands behind (in etcd: the gateway key is gone or
+  held by another lease).
 
 There is no sequence snapshot job: ``sequence_snapshots`` holds durable
 *reservations* raised before any seq beyond them is handed out (see
@@ -21,29 +22,16 @@ to run twice at once (atomic SQL, compare-and-delete in etcd).
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
-
-from imchat import db
 from imchat.config import DAY
 from imchat.container import Services
 from imchat.models import OfflineMessage
 from imchat.services.jobs import job
 from imchat.stores import stats as stats_store
-
-if TYPE_CHECKING:
-    # Imported where used: the bus consumer imports this module for note_messages,
-    # and needs no etcd client for it.
-    from imchat.backends.router_etcd import _Endpoints, _Keys
 
 log = logging.getLogger("imchat.maintenance")
 
@@ -91,59 +79,6 @@ def purge_pending_before(
 
 
 # -------------------------------------------------------------- daily stats
-def note_messages(services: Services, envelopes: Iterable[Mapping[str, Any]]) -> None:
-    """Count freshly accepted messages in a transaction of their own.
-
-    The bus consumer counts inside its pending-rows transaction instead
-    (``record_messages``). A failure here is logged, never raised.
-    """
-    try:
-        db.retry_lock_conflicts(lambda: _note_in_own_transaction(services, envelopes))
-    except SQLAlchemyError as exc:
-        log.warning("daily stats not updated: %s", exc)
-
-
-def _note_in_own_transaction(services: Services, envelopes: Iterable[Mapping[str, Any]]) -> None:
-    with services.db.session() as session:
-        record_messages(session, envelopes)
-
-
-def record_messages(session: Session, envelopes: Iterable[Mapping[str, Any]]) -> None:
-    """Add messages to their UTC day's stats, in the caller's transaction.
-
-    Pass each message once: the envelopes whose seq assignment is not a
-    duplicate, so that a batch replayed after a crash is not counted twice.
-    """
-    days = _tally(envelopes)
-    for day in sorted(days):  # one lock order for every consumer
-        tally = days[day]
-        stats_store.record_activity(session, day, tally.counts(), tally.senders)
-
-
-@dataclass
-class _DayTally:
-    direct: int = 0
-    group: int = 0
-    senders: set[str] = field(default_factory=set)
-
-    def add(self, envelope: Mapping[str, Any]) -> None:
-        if "group" in envelope:
-            self.group += 1
-        else:
-            self.direct += 1
-        self.senders.add(str(envelope["from"]))
-
-    def counts(self) -> dict[str, int]:
-        return {"direct_messages": self.direct, "group_messages": self.group}
-
-
-def _tally(envelopes: Iterable[Mapping[str, Any]]) -> dict[date, _DayTally]:
-    days: defaultdict[date, _DayTally] = defaultdict(_DayTally)
-    for envelope in envelopes:
-        days[utc_day(int(envelope["ts"]))].add(envelope)
-    return dict(days)
-
-
 @job(COUNT_DAILY_STATS)
 def count_daily_stats(services: Services, day: Any = "today") -> None:
     """Roll a day's active users into ``daily_stats`` and purge old active-user rows.
@@ -215,11 +150,6 @@ def parse_day(value: str) -> date:
     return date.fromisoformat(value)
 
 
-def utc_day(ts_ms: int) -> date:
-    """The UTC day of a wire timestamp (milliseconds since the epoch)."""
-    return datetime.fromtimestamp(ts_ms / 1000, UTC).date()
-
-
 def _today() -> date:
     return datetime.now(UTC).date()
 
@@ -231,83 +161,6 @@ def _now_ms() -> int:
 # ------------------------------------------------------------- route pruning
 @job(PRUNE_STALE_ROUTES)
 def prune_stale_routes(services: Services, payload: Any = None) -> None:
-    """Delete etcd routes that no live gateway registration stands behind.
-
-    Embedded: nothing to do. The twin's routes live in the one process's
-    memory, are dropped with their gateway, and vanish with the process.
-    """
-    if not services.settings.etcd_endpoints:
-        log.debug("embedded router: routes live in process memory, nothing to prune")
-        return
-    pruned = prune_routes(services)
-    log.info("pruned %d stale etcd routes", pruned)
-
-
-def prune_routes(services: Services, limit: int = PRUNE_MAX_ROUTES) -> int:
-    """Delete up to ``limit`` stale route keys; the number deleted.
-
-    A route is stale when, at one revision of the prefix, its gateway's key
-    is missing or is held by another lease than the route: routes hang on the
-    gateway's lease, so such a route was left by a bug, written without a
-    lease, or left on the old lease of a gateway id registered again. Each
-    delete compares the route's mod_revision first: a route written again
-    meanwhile (by its gateway) is kept.
-    """
-    from imchat.backends.router_etcd import REQUEST_TIMEOUT, _Endpoints, _Keys
-
-    settings = services.settings
-    endpoints = _Endpoints(settings.etcd_endpoint_list, REQUEST_TIMEOUT)
-    keys = _Keys(settings.etcd_prefix)
-    try:
-        stale = stale_routes(_read_prefix(endpoints, keys.root), keys)[:limit]
-        return sum(_delete_if_unchanged(endpoints, key, revision) for key, revision in stale)
-    finally:
-        endpoints.close()
-
-
-@dataclass(frozen=True)
-class _Entry:
-    mod_revision: int
-    lease: int
-
-
-def stale_routes(entries: Mapping[str, _Entry], keys: _Keys) -> list[tuple[str, int]]:
-    """(key, mod_revision) of every stale route among one snapshot's ``entries``."""
-    stale = []
-    for key, entry in entries.items():
-        parsed = keys.parse(key)
-        if parsed is None or parsed[1] is None:
-            continue  # a gateway key, or not ours
-        gateway = entries.get(keys.gateway(parsed[0]))
-        if gateway is None or gateway.lease != entry.lease:
-            stale.append((key, entry.mod_revision))
-    return stale
-
-
-def _read_prefix(endpoints: _Endpoints, root: str) -> dict[str, _Entry]:
-    """Every key under ``root`` with its revision and lease, paged at one revision."""
-    from imchat.backends.router_etcd import RANGE_PAGE_SIZE, _b64, _range_end, _text
-
-    entries: dict[str, _Entry] = {}
-    payload: dict[str, Any] = {"key": _b64(root), "range_end": _range_end(root)}
-    payload.update(limit=RANGE_PAGE_SIZE, keys_only=True)
-    while True:
-        response = endpoints.post("/kv/range", payload)
-        payload.setdefault("revision", int(response.get("header", {}).get("revision", 0)))
-        kvs = response.get("kvs", [])
-        for kv in kvs:
-            # proto3 JSON leaves out zero values: no "lease" means no lease.
-            entries[_text(kv["key"])] = _Entry(int(kv["mod_revision"]), int(kv.get("lease", 0)))
-        if not kvs or not response.get("more"):
-            return entries
-        payload["key"] = _b64(base64.b64decode(kvs[-1]["key"]) + b"\0")
-
-
-def _delete_if_unchanged(endpoints: _Endpoints, key: str, mod_revision: int) -> int:
-    """1 when ``key`` was still at ``mod_revision`` and is now deleted, else 0."""
-    from imchat.backends.router_etcd import _b64
-
-    compare = {"key": _b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": mod_revision}
-    txn = {"compare": [compare], "success": [{"request_delete_range": {"key": _b64(key)}}]}
-    response = endpoints.post("/kv/txn", txn)
-    return 1 if response.get("succeeded") else 0
+    """Delete routes that no live gateway registration stands behind (``Router.prune_stale``)."""
+    pruned = services.router.prune_stale(PRUNE_MAX_ROUTES)
+    log.info("pruned %d stale routes", pruned)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -9,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from imchat.backends.base import BackendUnavailable
 from imchat.container import Services
 from imchat.errors import APIError
 from imchat.services import auth
@@ -16,6 +18,7 @@ from imchat.stores import users as user_store
 from imchat.stores.users import UserRecord
 
 LOGIN_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="imchat"'}
+EXISTS_CACHE_TTL = 3600
 
 
 def utcnow() -> datetime:
@@ -79,3 +82,20 @@ def update_profile(services: Services, user_id: str, changes: Mapping[str, Any])
     if user is None:
         raise APIError(404, "no such user")
     return user
+
+
+def exists(services: Services, user_id: str) -> bool:
+    """Whether the account exists, cached (accounts are never deleted).
+
+    A cache that is down is skipped: the database answers instead.
+    """
+    key = f"user-exists:{user_id}"
+    with contextlib.suppress(BackendUnavailable):
+        if services.seqs.cache_get(key):
+            return True
+    with services.db.session() as session:
+        found = user_store.exists(session, user_id)
+    if found:
+        with contextlib.suppress(BackendUnavailable):
+            services.seqs.cache_set(key, "1", EXISTS_CACHE_TTL)
+    return found

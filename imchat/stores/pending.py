@@ -14,17 +14,6 @@ from imchat.stores.sql import insert_ignore
 PENDING: Table = OfflineMessage.__table__  # type: ignore[assignment]
 MARKS: Table = DeliveryMark.__table__  # type: ignore[assignment]
 
-PENDING_COLUMNS = (
-    "user_id",
-    "msg_id",
-    "conversation_id",
-    "sequence_number",
-    "sender_id",
-    "group_id",
-    "body",
-    "timestamp",
-)
-
 
 def store(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert pending rows; a row already there (same user and msg_id) is kept as is."""

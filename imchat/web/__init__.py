@@ -1,6 +1,7 @@
 """The browser chat client: ``/`` serves the single page, ``/static/...`` its files.
 
-Plain HTML, CSS and an ES module: nothing to build, nothing fetched from a CDN.
+Plain HTML, CSS and ES modules (``static/app.js`` imports those under
+``static/js/``): nothing to build, nothing fetched from a CDN.
 """
 
 from __future__ import annotations
@@ -11,7 +12,13 @@ from flask import Blueprint, Flask, Response, send_from_directory
 
 STATIC_DIR = Path(__file__).parent / "static"
 
-bp = Blueprint("web", __name__, static_folder=str(STATIC_DIR), static_url_path="/static")
+# A module script runs only when served with a JavaScript type (the HTML
+# standard's strict MIME check), so the types of the client's own files are
+# named here instead of trusting the host's mime tables, which may lack them or
+# say text/plain.
+CONTENT_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
+
+bp = Blueprint("web", __name__)
 
 
 @bp.get("/")
@@ -22,6 +29,17 @@ def index() -> Response:
     # a deploy is picked up on the next load.
     response.headers["Cache-Control"] = "no-cache"
     return response
+
+
+@bp.get("/static/<path:filename>")
+def static(filename: str) -> Response:
+    """A file of the client, in subfolders too; a missing one is the API's 404.
+
+    Without a max age (Flask's default) the answer says ``no-cache``: browsers
+    revalidate every module, so a deploy never runs new modules beside old ones.
+    """
+    mimetype = CONTENT_TYPES.get(Path(filename).suffix)
+    return send_from_directory(STATIC_DIR, filename, mimetype=mimetype)
 
 
 def init_app(app: Flask) -> None:

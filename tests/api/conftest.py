@@ -34,7 +34,6 @@ def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _close(app: Flask) -> None:
-    app.extensions["imchat.ratelimiter"].close()
     services_of(app).close()
 
 

@@ -212,8 +212,6 @@ def test_embedded_secret_survives_a_restart(data_dir: Path) -> None:
             assert session.scalar(select(UserRow.username)) == user.username
     finally:
         services_of(second).close()
-        for flask_app in (first, second):
-            flask_app.extensions["imchat.ratelimiter"].close()
 
 
 AUTHENTICATED_ROUTES = [

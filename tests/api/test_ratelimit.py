@@ -17,9 +17,9 @@ from imchat.backends.ratelimit import (
     RateLimiter,
     RedisRateLimiter,
     auth_limits,
-    make_rate_limiter,
 )
 from imchat.config import load_settings
+from imchat.container import Services
 from imchat.factory import create_app, services_of
 
 from .support import PASSWORD, SECRET, ApiClient, assert_error
@@ -90,10 +90,10 @@ def test_redis_down_is_backend_unavailable() -> None:
 
 
 def test_redis_is_chosen_when_configured(redis_url: str) -> None:
-    limiter = make_rate_limiter(load_settings(environ={}, overrides={"redis_url": redis_url}))
-    limiter.close()
-    assert isinstance(limiter, RedisRateLimiter)
-    assert isinstance(make_rate_limiter(load_settings(environ={})), MemoryRateLimiter)
+    services = Services(load_settings(environ={}, overrides={"redis_url": redis_url}))
+    assert isinstance(services.rate_limiter, RedisRateLimiter)
+    services.close()
+    assert isinstance(Services(load_settings(environ={})).rate_limiter, MemoryRateLimiter)
 
 
 def test_default_limits() -> None:
@@ -164,5 +164,4 @@ def test_limiter_down_answers_503(data_dir: Path) -> None:
         )
         assert_error(response, 503)
     finally:
-        flask_app.extensions["imchat.ratelimiter"].close()
         services_of(flask_app).close()

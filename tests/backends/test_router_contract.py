@@ -17,19 +17,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 from etcd3gw.client import Etcd3Client
 
 from imchat.backends.base import BackendUnavailable, Router
+from imchat.backends.etcd import EtcdRouter, endpoint_health
 from imchat.backends.router_embedded import EmbeddedRouter
-from imchat.backends.router_etcd import EtcdRouter, endpoint_health
 from imchat.config import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ADDRESS_A = "10.0.0.1:8001"
-ADDRESS_B = "10.0.0.2:8001"
+StaleRoute = Callable[[str, str], None]
 
 
 # ----------------------------------------------------------------- helpers
@@ -46,6 +45,12 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
 def etcd_client(endpoint: str) -> Etcd3Client:
     url = urlsplit(endpoint)
     return Etcd3Client(host=url.hostname or "127.0.0.1", port=url.port or 2379, timeout=5)
+
+
+def etcd_leases(endpoint: str, prefix: str) -> dict[str, int]:
+    """Every key under ``prefix`` (relative to it) and its lease, as etcd holds them now."""
+    found = etcd_client(endpoint).get_prefix(prefix + "/")
+    return {meta["key"].decode()[len(prefix) + 1 :]: int(meta.get("lease", 0)) for _, meta in found}
 
 
 def free_port() -> int:
@@ -217,6 +222,24 @@ def router(request: pytest.FixtureRequest, prefix: str) -> Router:
 
 
 @pytest.fixture
+def leave_stale_route(router: Router, request: pytest.FixtureRequest, prefix: str) -> StaleRoute:
+    """Leave a route that no registration stands behind, as a bug or a lost lease would."""
+    if isinstance(router, EmbeddedRouter):
+        routes = router._routes  # the twin's own methods never leave one: write past them
+
+        def plant(user_id: str, gateway_id: str) -> None:
+            routes[user_id].add(gateway_id)
+
+        return plant
+    client = etcd_client(request.getfixturevalue("shared_etcd").split(",")[0])
+
+    def put_without_lease(user_id: str, gateway_id: str) -> None:
+        client.put(f"{prefix}/routes/{quote(user_id, safe='')}/{quote(gateway_id, safe='')}", "1")
+
+    return put_without_lease
+
+
+@pytest.fixture
 def own_etcd(tmp_path: Path) -> Iterator[OwnEtcd]:
     etcd = OwnEtcd(tmp_path / "etcd-data")
     etcd.start()
@@ -226,7 +249,7 @@ def own_etcd(tmp_path: Path) -> Iterator[OwnEtcd]:
 
 # -------------------------------------------- the contract, on both twins
 def test_a_route_to_a_registered_gateway_is_visible_at_once(router: Router) -> None:
-    router.register_gateway("gw-a", ADDRESS_A)
+    router.register_gateway("gw-a")
     router.add_route("alice", "gw-a")
     # No waiting: a sender and a recipient on one gateway must never race the watch.
     assert router.gateways_for("alice") == {"gw-a"}
@@ -234,8 +257,8 @@ def test_a_route_to_a_registered_gateway_is_visible_at_once(router: Router) -> N
 
 
 def test_a_user_may_be_on_two_gateways(router: Router) -> None:
-    router.register_gateway("gw-a", ADDRESS_A)
-    router.register_gateway("gw-b", ADDRESS_B)
+    router.register_gateway("gw-a")
+    router.register_gateway("gw-b")
     router.add_route("alice", "gw-a")
     router.add_route("alice", "gw-b")
     router.add_route("alice", "gw-a")  # a second tab on the same gateway
@@ -243,8 +266,8 @@ def test_a_user_may_be_on_two_gateways(router: Router) -> None:
 
 
 def test_remove_route_drops_only_that_route(router: Router) -> None:
-    router.register_gateway("gw-a", ADDRESS_A)
-    router.register_gateway("gw-b", ADDRESS_B)
+    router.register_gateway("gw-a")
+    router.register_gateway("gw-b")
     router.add_route("alice", "gw-a")
     router.add_route("alice", "gw-b")
     router.add_route("bob", "gw-a")
@@ -257,31 +280,39 @@ def test_remove_route_drops_only_that_route(router: Router) -> None:
 
 
 def test_unregister_gateway_removes_its_routes(router: Router) -> None:
-    router.register_gateway("gw-a", ADDRESS_A)
-    router.register_gateway("gw-b", ADDRESS_B)
+    router.register_gateway("gw-a")
+    router.register_gateway("gw-b")
     router.add_route("alice", "gw-a")
     router.add_route("alice", "gw-b")
     router.add_route("bob", "gw-a")
     router.unregister_gateway("gw-a")
     assert router.gateways_for("alice") == {"gw-b"}
     assert router.gateways_for("bob") == set()
-    assert router.live_gateways() == {"gw-b": ADDRESS_B}
+    # gw-a is no longer registered, gw-b still is.
+    with pytest.raises(KeyError):
+        router.add_route("carol", "gw-a")
+    router.add_route("carol", "gw-b")
+    assert router.gateways_for("carol") == {"gw-b"}
     router.unregister_gateway("gw-a")  # twice is harmless
 
 
-def test_live_gateways_lists_addresses(router: Router) -> None:
-    assert router.live_gateways() == {}
-    router.register_gateway("gw-a", ADDRESS_A)
-    router.register_gateway("gw-b", ADDRESS_B)
-    assert router.live_gateways() == {"gw-a": ADDRESS_A, "gw-b": ADDRESS_B}
-    router.register_gateway("gw-a", "10.0.0.9:8001")  # re-registered at a new address
-    assert router.live_gateways() == {"gw-a": "10.0.0.9:8001", "gw-b": ADDRESS_B}
+def test_registering_a_gateway_again_keeps_it_and_its_routes(router: Router) -> None:
+    router.register_gateway("gw-a")
+    router.register_gateway("gw-b")
+    router.add_route("alice", "gw-a")
+    router.add_route("bob", "gw-b")
+    router.register_gateway("gw-a")  # registered again, as after a reconnect
+    assert router.gateways_for("alice") == {"gw-a"}
+    assert router.gateways_for("bob") == {"gw-b"}
+    router.add_route("carol", "gw-a")
+    assert router.gateways_for("carol") == {"gw-a"}
+    assert router.prune_stale(100) == 0, "every route still has its gateway behind it"
 
 
 def test_add_route_to_an_unregistered_gateway_raises_key_error(router: Router) -> None:
     with pytest.raises(KeyError):
         router.add_route("alice", "gw-nowhere")
-    router.register_gateway("gw-a", ADDRESS_A)
+    router.register_gateway("gw-a")
     router.unregister_gateway("gw-a")
     with pytest.raises(KeyError):
         router.add_route("alice", "gw-a")
@@ -289,11 +320,58 @@ def test_add_route_to_an_unregistered_gateway_raises_key_error(router: Router) -
 
 
 def test_ids_with_separators_round_trip(router: Router) -> None:
-    router.register_gateway("gw/a b", ADDRESS_A)
+    router.register_gateway("gw/a b")
     router.add_route("user/1 é", "gw/a b")
     assert router.gateways_for("user/1 é") == {"gw/a b"}
     assert router.gateways_for("user") == set()
-    assert router.live_gateways() == {"gw/a b": ADDRESS_A}
+    # The route's gateway id parses back to the gateway's own key: nothing is stale.
+    assert router.prune_stale(100) == 0
+    assert router.gateways_for("user/1 é") == {"gw/a b"}
+    router.unregister_gateway("gw/a b")
+    assert router.gateways_for("user/1 é") == set()
+
+
+def test_prune_stale_deletes_routes_whose_gateway_is_not_registered(
+    router: Router, leave_stale_route: StaleRoute
+) -> None:
+    router.register_gateway("gw-a")
+    router.add_route("alice", "gw-a")
+    for user in ("carol", "dave", "erin", "alice"):
+        leave_stale_route(user, "gw-gone")
+    wait_for(
+        lambda: (
+            router.gateways_for("erin") == {"gw-gone"}
+            and router.gateways_for("alice") == {"gw-a", "gw-gone"}
+        ),
+        1.0,
+        "the stale routes in the local copy",
+    )
+
+    assert router.prune_stale(3) == 3  # no more than the limit in one run
+    assert router.prune_stale(3) == 1  # the next run goes on
+    assert router.prune_stale(3) == 0  # and then finds nothing left
+
+    wait_for(
+        lambda: all(router.gateways_for(u) == set() for u in ("carol", "dave", "erin")),
+        1.0,
+        "the stale routes gone from the local copy",
+    )
+    assert router.gateways_for("alice") == {"gw-a"}, "the live route stays"
+
+
+def test_prune_stale_keeps_every_route_of_a_registered_gateway(router: Router) -> None:
+    assert router.prune_stale(10) == 0
+    router.register_gateway("gw-a")
+    router.register_gateway("gw-b")
+    for n in range(5):
+        router.add_route(f"user-{n}", "gw-a" if n % 2 else "gw-b")
+    router.add_route("user-0", "gw-a")
+    assert router.prune_stale(10) == 0
+    assert router.gateways_for("user-0") == {"gw-a", "gw-b"}
+    assert all(router.gateways_for(f"user-{n}") for n in range(5))
+    router.unregister_gateway("gw-a")
+    assert router.prune_stale(10) == 0, "an unregistered gateway leaves nothing to prune"
+    assert router.gateways_for("user-0") == {"gw-b"}
 
 
 def test_ping_answers_when_the_backend_is_up(router: Router) -> None:
@@ -310,19 +388,23 @@ def test_a_route_reaches_another_process_within_a_second(
 ) -> None:
     sender_side = make_etcd_router(shared_etcd, prefix)
     recipient_side = make_etcd_router(shared_etcd, prefix)
-    recipient_side.register_gateway("gw-b", ADDRESS_B)
+    recipient_side.register_gateway("gw-b")
     recipient_side.add_route("bob", "gw-b")
 
     elapsed = wait_for(
         lambda: sender_side.gateways_for("bob") == {"gw-b"}, 1.0, "bob's route at the sender"
     )
     assert elapsed < 1.0
-    assert sender_side.live_gateways() == {"gw-b": ADDRESS_B}
+    # The other process sees gw-b's registration behind the route, under the route's lease.
+    assert sender_side.prune_stale(10) == 0
 
     recipient_side.remove_route("bob", "gw-b")
     wait_for(lambda: sender_side.gateways_for("bob") == set(), 1.0, "bob's route gone")
+    recipient_side.add_route("carol", "gw-b")
+    wait_for(lambda: sender_side.gateways_for("carol") == {"gw-b"}, 1.0, "carol's route")
     recipient_side.unregister_gateway("gw-b")
-    wait_for(lambda: sender_side.live_gateways() == {}, 1.0, "gw-b gone")
+    wait_for(lambda: sender_side.gateways_for("carol") == set(), 1.0, "gw-b's routes gone")
+    assert etcd_leases(shared_etcd.split(",")[0], prefix) == {}, "gw-b's key gone too"
 
 
 @integration
@@ -342,7 +424,7 @@ def test_own_writes_win_over_a_lagging_watch(
         seen_after_batch.append(router.gateways_for("alice"))
 
     router._tree.apply_events = lagging  # type: ignore[method-assign]
-    router.register_gateway("gw-a", ADDRESS_A)
+    router.register_gateway("gw-a")
     router.add_route("alice", "gw-a")
     assert router.gateways_for("alice") == {"gw-a"}
     router.remove_route("alice", "gw-a")
@@ -364,13 +446,13 @@ def test_a_new_process_starts_from_a_snapshot(
     shared_etcd: str, prefix: str, make_etcd_router: Callable[..., EtcdRouter]
 ) -> None:
     first = make_etcd_router(shared_etcd, prefix)
-    first.register_gateway("gw-a", ADDRESS_A)
+    first.register_gateway("gw-a")
     for n in range(30):
         first.add_route(f"user-{n}", "gw-a")
     late = make_etcd_router(shared_etcd, prefix)
     # Synced in the constructor: no waiting for the watch.
-    assert late.gateways_for("user-29") == {"gw-a"}
-    assert late.live_gateways() == {"gw-a": ADDRESS_A}
+    assert all(late.gateways_for(f"user-{n}") == {"gw-a"} for n in range(30))
+    assert late.prune_stale(100) == 0  # gw-a's key is there, under its routes' lease
 
 
 @integration
@@ -381,28 +463,34 @@ def test_a_dead_gateway_expires_and_a_renewed_one_stays(
     dying = make_etcd_router(shared_etcd, prefix, ttl=ttl, renew=1)
     alive = make_etcd_router(shared_etcd, prefix, ttl=ttl, renew=1)
     registered_at = time.monotonic()
-    dying.register_gateway("gw-dying", ADDRESS_A)
+    dying.register_gateway("gw-dying")
     dying.add_route("alice", "gw-dying")
-    alive.register_gateway("gw-alive", ADDRESS_B)
+    alive.register_gateway("gw-alive")
     alive.add_route("bob", "gw-alive")
     wait_for(lambda: alive.gateways_for("alice") == {"gw-dying"}, 1.0, "alice's route")
 
     closing = time.monotonic()
     dying.close()  # the process dies: its lease is no longer renewed, nor revoked
     assert time.monotonic() - closing < 1.0, "close() must not wait out the watch"
+    endpoint = shared_etcd.split(",")[0]
     wait_for(
-        lambda: alive.gateways_for("alice") == set() and "gw-dying" not in alive.live_gateways(),
+        lambda: (
+            alive.gateways_for("alice") == set()
+            and "gateways/gw-dying" not in etcd_leases(endpoint, prefix)
+        ),
         ttl + 2,
         "the dead gateway's lease to expire",
     )
 
     time.sleep(max(0.0, registered_at + 2 * ttl + 0.5 - time.monotonic()))
-    assert alive.live_gateways() == {"gw-alive": ADDRESS_B}
     assert alive.gateways_for("bob") == {"gw-alive"}
-    # And in etcd itself, as a process starting now sees it.
+    # And in etcd itself, as a process starting now sees it: the renewed lease holds both keys.
+    held = etcd_leases(endpoint, prefix)
+    assert set(held) == {"gateways/gw-alive", "routes/bob/gw-alive"}
+    assert held["gateways/gw-alive"] == held["routes/bob/gw-alive"] != 0
     newcomer = make_etcd_router(shared_etcd, prefix, ttl=ttl, renew=1)
-    assert newcomer.live_gateways() == {"gw-alive": ADDRESS_B}
     assert newcomer.gateways_for("bob") == {"gw-alive"}
+    assert newcomer.gateways_for("alice") == set()
 
 
 @integration
@@ -411,27 +499,30 @@ def test_a_lost_lease_is_recreated_with_its_routes(
 ) -> None:
     gateway = make_etcd_router(shared_etcd, prefix, ttl=5, renew=1)
     observer = make_etcd_router(shared_etcd, prefix, ttl=5, renew=1)
-    gateway.register_gateway("gw-a", ADDRESS_A)
+    gateway.register_gateway("gw-a")
     gateway.add_route("alice", "gw-a")
     wait_for(lambda: observer.gateways_for("alice") == {"gw-a"}, 1.0, "alice's route")
 
     # etcd loses the lease (as after a pause longer than the TTL): revoke it behind our back.
     client = etcd_client(shared_etcd.split(",")[0])
     [(_, meta)] = client.get(f"{prefix}/gateways/gw-a", metadata=True)
-    client.post(client.get_url("/kv/lease/revoke"), json={"ID": int(meta["lease"])})
+    lost_lease = int(meta["lease"])
+    client.post(client.get_url("/kv/lease/revoke"), json={"ID": lost_lease})
     wait_for(lambda: observer.gateways_for("alice") == set(), 1.0, "the routes to vanish")
 
     # The next add_route or renewal notices and writes everything again under a new lease.
     gateway.add_route("bob", "gw-a")
     wait_for(
         lambda: (
-            observer.gateways_for("alice") == {"gw-a"}
-            and observer.gateways_for("bob") == {"gw-a"}
-            and observer.live_gateways() == {"gw-a": ADDRESS_A}
+            observer.gateways_for("alice") == {"gw-a"} and observer.gateways_for("bob") == {"gw-a"}
         ),
         3.0,
-        "the gateway and both routes back",
+        "both routes back",
     )
+    held = etcd_leases(shared_etcd.split(",")[0], prefix)
+    assert set(held) == {"gateways/gw-a", "routes/alice/gw-a", "routes/bob/gw-a"}
+    assert len(set(held.values())) == 1, "the gateway and its routes share one lease"
+    assert held["gateways/gw-a"] not in (0, lost_lease)
 
 
 @integration
@@ -441,7 +532,7 @@ def test_a_dead_endpoint_fails_over_to_the_next(
     dead = f"http://127.0.0.1:{free_port()}"
     gateway = make_etcd_router(f"{dead},{shared_etcd}", prefix)
     observer = make_etcd_router(f"{dead},{shared_etcd}", prefix)
-    gateway.register_gateway("gw-a", ADDRESS_A)
+    gateway.register_gateway("gw-a")
     gateway.add_route("alice", "gw-a")
     wait_for(lambda: observer.gateways_for("alice") == {"gw-a"}, 2.0, "alice's route")
     gateway.ping(timeout=2.0)
@@ -457,8 +548,9 @@ def test_an_unreachable_etcd_is_backend_unavailable(
     with pytest.raises(BackendUnavailable, match="etcd"):
         router.ping(timeout=0.5)
     with pytest.raises(BackendUnavailable, match="etcd"):
-        router.register_gateway("gw-a", ADDRESS_A)
-    assert router.live_gateways() == {}
+        router.register_gateway("gw-a")
+    with pytest.raises(KeyError):  # the failed registration left nothing registered
+        router.add_route("alice", "gw-a")
 
 
 # ------------------------------------------------- etcd: breaking etcd itself
@@ -468,7 +560,7 @@ def test_the_watch_survives_an_etcd_restart(
 ) -> None:
     gateway = make_etcd_router(own_etcd.url, prefix)
     observer = make_etcd_router(own_etcd.url, prefix)
-    gateway.register_gateway("gw-a", ADDRESS_A)
+    gateway.register_gateway("gw-a")
     gateway.add_route("alice", "gw-a")
     wait_for(lambda: observer.gateways_for("alice") == {"gw-a"}, 1.0, "alice's route")
 
@@ -497,7 +589,7 @@ def test_the_watch_resyncs_when_its_revision_was_compacted(
     try:
         gateway = make_etcd_router(own_etcd.url, prefix)
         observer = make_etcd_router(f"http://127.0.0.1:{cutter.port}", prefix)
-        gateway.register_gateway("gw-a", ADDRESS_A)
+        gateway.register_gateway("gw-a")
         gateway.add_route("alice", "gw-a")
         wait_for(lambda: observer.gateways_for("alice") == {"gw-a"}, 1.0, "alice's route")
 
@@ -534,8 +626,9 @@ def test_a_silent_watch_connection_is_replaced(
         etcd_settings(settings, f"http://127.0.0.1:{cutter.port}", prefix), watch_idle_seconds=1.0
     )
     try:
-        gateway.register_gateway("gw-a", ADDRESS_A)
-        wait_for(lambda: observer.live_gateways() == {"gw-a": ADDRESS_A}, 1.0, "gw-a")
+        gateway.register_gateway("gw-a")
+        gateway.add_route("zoe", "gw-a")
+        wait_for(lambda: observer.gateways_for("zoe") == {"gw-a"}, 1.0, "zoe over the first watch")
         cutter.blackhole()  # the observer's watch now hears nothing, and no error either
         gateway.add_route("alice", "gw-a")
         wait_for(lambda: observer.gateways_for("alice") == {"gw-a"}, 3.0, "alice over a new watch")
@@ -556,7 +649,7 @@ import time
 
 import gevent
 
-from imchat.backends.router_etcd import EtcdRouter
+from imchat.backends.etcd import EtcdRouter
 from imchat.config import load_settings
 
 endpoint, prefix = sys.argv[1:3]
@@ -573,14 +666,15 @@ def tick():
 
 gevent.spawn(tick)
 gateway, observer = EtcdRouter(settings), EtcdRouter(settings)
-gateway.register_gateway("gw-a", "10.0.0.1:8001")
+gateway.register_gateway("gw-a")
 gateway.add_route("alice", "gw-a")
 start = time.monotonic()
 while observer.gateways_for("alice") != {"gw-a"}:
     assert time.monotonic() - start < 1.0, "the route did not reach the observer"
     gevent.sleep(0.01)
 gevent.sleep(3)  # past the 2 s TTL: only the renewal greenlet keeps the gateway alive
-assert observer.live_gateways() == {"gw-a": "10.0.0.1:8001"}, observer.live_gateways()
+# The route hangs on gw-a's lease: still there only if the lease was renewed.
+assert observer.gateways_for("alice") == {"gw-a"}, observer.gateways_for("alice")
 stall = max(later - earlier for earlier, later in zip(ticks, ticks[1:]))
 assert stall < 0.5, f"the hub was blocked for {stall:.3f}s"
 start = time.monotonic()

@@ -14,7 +14,7 @@ from imchat.backends.bus_kafka import KafkaBus
 from imchat.config import Settings
 from imchat.container import Services
 from imchat.gateway.connection import Connection
-from imchat.gateway.handlers import handle_frame
+from imchat.gateway.dispatch import handle_frame
 from imchat.gateway.hub import Gateway
 from imchat.ops import migrate
 from imchat.stores import users as user_store

@@ -20,15 +20,21 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from imchat.backends.router_etcd import EtcdRouter, _b64, _Endpoints, _Keys, _range_end, _text
+from imchat import db
+from imchat.backends.etcd import EtcdRouter
+from imchat.backends.etcd.http import Endpoints, b64, range_end
+from imchat.backends.etcd.http import text as b64_text
+from imchat.backends.etcd.keys import Keys
+from imchat.backends.etcd.prune import delete_if_unchanged, read_entries, stale_routes
 from imchat.config import DAY, Settings
 from imchat.container import Services
 from imchat.models import ActiveUserDay, DailyStats, OfflineMessage
 from imchat.ops import cli, migrate
-from imchat.services import maintenance
+from imchat.services import maintenance, stats
 from imchat.services.jobs import JOBS
 from imchat.stores import pending as pending_store
 from imchat.stores import stats as stats_store
+from imchat.wire.bus import MessageEnvelope
 
 NOW_MS = int(time.time() * 1000)
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,13 +129,29 @@ def run_at_once(work: Callable[[], Any], times: int) -> list[Any]:
     return results
 
 
-def envelope(sender: str, ts: int, group: str | None = None) -> dict[str, Any]:
-    message = {"from": sender, "ts": ts, "cid": uuid.uuid4().hex}
-    if group:
-        message["group"] = group
-    else:
-        message["to"] = "someone"
-    return message
+def envelope(sender: str, ts: int, group: str | None = None) -> MessageEnvelope:
+    return MessageEnvelope(
+        msg_id=uuid.uuid4().hex,
+        cid=uuid.uuid4().hex,
+        sender=sender,
+        conversation_id=f"g:{group}" if group else f"d:{sender}:someone",
+        body="hi",
+        ts=ts,
+        gateway="gw",
+        conn="c",
+        to=None if group else "someone",
+        group=group,
+    )
+
+
+def note_messages(services: Services, envelopes: list[MessageEnvelope]) -> None:
+    """Count messages as the bus consumer does: in a transaction, retried on a lock conflict."""
+
+    def count() -> None:
+        with services.db.session() as session:
+            stats.record_messages(session, envelopes)
+
+    db.retry_lock_conflicts(count)
 
 
 def day_ms(day: date, hour: int = 12) -> int:
@@ -193,9 +215,9 @@ def test_two_purges_at_once_delete_each_row_once(services: Services) -> None:
 
 
 # ------------------------------------------------------------ daily stats
-def test_note_messages_counts_per_utc_day_and_sender(services: Services) -> None:
+def test_messages_are_counted_per_utc_day_and_sender(services: Services) -> None:
     day, before = today(), today() - timedelta(days=1)
-    maintenance.note_messages(
+    note_messages(
         services,
         [
             envelope("alice", day_ms(day, 0)),
@@ -204,8 +226,8 @@ def test_note_messages_counts_per_utc_day_and_sender(services: Services) -> None
             envelope("carol", day_ms(before, 23)),
         ],
     )
-    maintenance.note_messages(services, [envelope("alice", day_ms(day))])
-    maintenance.note_messages(services, [])
+    note_messages(services, [envelope("alice", day_ms(day))])
+    note_messages(services, [])
 
     # Active users are counted by the job; the message counters are live.
     assert stats_of(services, day) == (2, 2, 0)
@@ -222,7 +244,7 @@ def test_concurrent_consumers_lose_no_count(services: Services) -> None:
 
     def consume() -> None:
         for batch in range(10):
-            maintenance.note_messages(
+            note_messages(
                 services,
                 [envelope(s, day_ms(day), group="g" if batch % 2 else None) for s in senders],
             )
@@ -235,7 +257,7 @@ def test_concurrent_consumers_lose_no_count(services: Services) -> None:
 
 def test_counting_a_day_twice_or_twice_at_once_gives_the_same_row(services: Services) -> None:
     day = today()
-    maintenance.note_messages(services, [envelope(f"s{i}", day_ms(day)) for i in range(3)])
+    note_messages(services, [envelope(f"s{i}", day_ms(day)) for i in range(3)])
 
     run_at_once(lambda: maintenance.count_daily_stats(services, "today"), 2)
     first = stats_of(services, day)
@@ -250,7 +272,7 @@ def test_old_active_user_rows_are_purged_and_their_days_kept(services: Services)
     keep = maintenance.ACTIVE_USERS_KEEP_DAYS
     old_day = today() - timedelta(days=keep + 3)
     recent_day = today() - timedelta(days=keep - 2)
-    maintenance.note_messages(
+    note_messages(
         services,
         [envelope(f"o{i}", day_ms(old_day)) for i in range(4)]
         + [envelope("r", day_ms(recent_day))],
@@ -274,9 +296,7 @@ def test_stats_command_prints_the_days(
     services: Services, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     day = today()
-    maintenance.note_messages(
-        services, [envelope("a", day_ms(day)), envelope("b", day_ms(day), group="g")]
-    )
+    note_messages(services, [envelope("a", day_ms(day)), envelope("b", day_ms(day), group="g")])
     monkeypatch.setenv("IMCHAT_DATA_DIR", services.settings.data_dir)
     monkeypatch.setenv("IMCHAT_DATABASE_URL", services.settings.database_url)
 
@@ -299,9 +319,9 @@ def test_stats_command_prints_the_days(
 
 # ------------------------------------------------------------ route pruning
 @pytest.mark.unit
-def test_pruning_routes_is_a_no_op_on_the_embedded_router(settings: Settings) -> None:
+def test_pruning_routes_keeps_live_routes_on_the_embedded_router(settings: Settings) -> None:
     embedded = Services(settings)
-    embedded.router.register_gateway("gw", "x")
+    embedded.router.register_gateway("gw")
     embedded.router.add_route("alice", "gw")
 
     maintenance.prune_stale_routes(embedded)
@@ -331,14 +351,14 @@ class Etcd:
         return int(self.post("/lease/grant", {"TTL": 60})["ID"])
 
     def put(self, key: str, lease: int = 0) -> None:
-        self.post("/kv/put", {"key": _b64(self.root + key), "value": _b64("1"), "lease": lease})
+        self.post("/kv/put", {"key": b64(self.root + key), "value": b64("1"), "lease": lease})
 
     def keys(self) -> set[str]:
-        found = self.post("/kv/range", {"key": _b64(self.root), "range_end": _range_end(self.root)})
-        return {_text(kv["key"])[len(self.root) :] for kv in found.get("kvs", [])}
+        found = self.post("/kv/range", {"key": b64(self.root), "range_end": range_end(self.root)})
+        return {b64_text(kv["key"])[len(self.root) :] for kv in found.get("kvs", [])}
 
     def wipe(self) -> None:
-        self.post("/kv/deleterange", {"key": _b64(self.root), "range_end": _range_end(self.root)})
+        self.post("/kv/deleterange", {"key": b64(self.root), "range_end": range_end(self.root)})
 
 
 @pytest.mark.integration
@@ -347,7 +367,7 @@ def test_prune_deletes_routes_without_their_gateways_lease(etcd_settings: Settin
     router = EtcdRouter(etcd_settings)
     services = Services(etcd_settings)
     try:
-        router.register_gateway("gw1", "127.0.0.1:1")
+        router.register_gateway("gw1")
         router.add_route("alice", "gw1")
         router.add_route("bob", "gw1")
         etcd.put("routes/carol/ghost")  # no gateway key at all, no lease
@@ -357,10 +377,11 @@ def test_prune_deletes_routes_without_their_gateways_lease(etcd_settings: Settin
         maintenance.prune_stale_routes(services, None)
 
         assert etcd.keys() == {"gateways/gw1", "routes/alice/gw1", "routes/bob/gw1"}
-        assert maintenance.prune_routes(services) == 0  # again: nothing left to prune
+        assert services.router.prune_stale(maintenance.PRUNE_MAX_ROUTES) == 0  # nothing left
     finally:
         router.unregister_gateway("gw1")
         router.close()
+        services.close()
         etcd.wipe()
 
 
@@ -370,38 +391,40 @@ def test_prune_keeps_a_route_written_again_since_it_was_read(etcd_settings: Sett
     services = Services(etcd_settings)
     try:
         etcd.put("routes/carol/ghost")
-        entries = maintenance._read_prefix(
-            _Endpoints(etcd_settings.etcd_endpoint_list, 3.0), etcd.root
-        )
-        stale = maintenance.stale_routes(entries, _Keys(etcd_settings.etcd_prefix))
+        endpoints = Endpoints(etcd_settings.etcd_endpoint_list)
+        keys = Keys(etcd_settings.etcd_prefix)
+        stale = stale_routes(read_entries(endpoints, keys), keys)
         assert [key for key, _ in stale] == [etcd.root + "routes/carol/ghost"]
         lease = etcd.lease()
         etcd.put("gateways/ghost", lease=lease)  # the gateway comes (back) and
         etcd.put("routes/carol/ghost", lease=lease)  # writes its route again
 
-        maintenance._delete_if_unchanged(
-            _Endpoints(etcd_settings.etcd_endpoint_list, 3.0), *stale[0]
-        )
+        assert delete_if_unchanged(endpoints, *stale[0]) == 0
 
         assert etcd.keys() == {"gateways/ghost", "routes/carol/ghost"}
-        assert maintenance.prune_routes(services) == 0
+        assert services.router.prune_stale(maintenance.PRUNE_MAX_ROUTES) == 0
+        endpoints.close()
     finally:
+        services.close()
         etcd.wipe()
 
 
 @pytest.mark.integration
 def test_two_prunes_at_once_delete_each_route_once(etcd_settings: Settings) -> None:
     etcd = Etcd(etcd_settings)
-    services = Services(etcd_settings)
+    workers = [Services(etcd_settings), Services(etcd_settings)]  # two beat runs, two processes
+    routers = iter([services.router for services in workers])
     try:
         for i in range(30):
             etcd.put(f"routes/user{i}/gone")
 
-        pruned = run_at_once(lambda: maintenance.prune_routes(services), 2)
+        pruned = run_at_once(lambda: next(routers).prune_stale(maintenance.PRUNE_MAX_ROUTES), 2)
 
         assert sum(pruned) == 30
         assert etcd.keys() == set()
     finally:
+        for services in workers:
+            services.close()
         etcd.wipe()
 
 

@@ -256,7 +256,7 @@ def kill_worker_children(stack: Stack) -> None:
 
 @pytest.mark.faults
 def test_a_gateway_stopped_cleanly_drops_its_routes_at_once(stack: Stack) -> None:
-    from imchat.backends.router_etcd import EtcdRouter
+    from imchat.backends.etcd import EtcdRouter
     from imchat.config import load_settings
 
     bob = stack.user()

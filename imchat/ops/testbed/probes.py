@@ -16,7 +16,7 @@ from redis.retry import Retry
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from imchat.backends.router_etcd import endpoint_health
+from imchat.backends.etcd.probe import endpoint_health
 from imchat.ops.testbed.settings import HOST, PROBE_TIMEOUT, Ports
 
 

@@ -1,5 +1,5 @@
 """The bus consumer: polls message and membership records in batches and
-delivers them (``imchat.services.delivery``), committing offsets after.
+delivers them (``records.process_records``), committing offsets after.
 
 Production runs it as its own process (``python -m imchat consume``); the
 embedded default runs it in a background thread of the one process.
@@ -10,14 +10,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from imchat import metrics
 from imchat.backends.base import BackendUnavailable, BusConsumer, BusRecord
-from imchat.container import Services
-from imchat.services.delivery import process_records
+from imchat.services.delivery.records import process_records
 from imchat.topics import DIRECT_MSG, GROUP_MSG, MEMBERSHIP_CHANGE
+
+if TYPE_CHECKING:
+    from imchat.container import Services
 
 log = logging.getLogger("imchat.consumer")
 TOPICS = (DIRECT_MSG.name, GROUP_MSG.name, MEMBERSHIP_CHANGE.name)
@@ -98,11 +101,6 @@ class DeliveryConsumer:
                 self.stopping.wait(RETRY_SECONDS)
         if consumer is not None:
             consumer.close()
-
-    def _poll_once(self, consumer: BusConsumer) -> None:
-        records = self._poll(consumer)
-        if records:
-            self._deliver(consumer, records)
 
     def _poll(self, consumer: BusConsumer) -> list[BusRecord]:
         records = consumer.poll_batch(BATCH, POLL_SECONDS)

@@ -1,0 +1,10 @@
+"""Client frames: one class per type, holding its schema and its handler.
+
+Importing this package registers every frame type (``base.REGISTRY``);
+adding a type is one new class in a module imported here.
+"""
+
+from imchat.gateway.frames import delivered, ping, send
+from imchat.gateway.frames.base import REGISTRY, ClientFrame, FrameError
+
+__all__ = ["REGISTRY", "ClientFrame", "FrameError", "delivered", "ping", "send"]

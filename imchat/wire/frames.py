@@ -1,0 +1,76 @@
+"""Frames the server sends to clients over the WebSocket (docs/protocol.md).
+
+Each is built in one place: the bus consumer makes ``ack``, ``msg`` and
+``event``; the gateway makes ``synced``, ``pong`` and ``error``; a ``msg``
+read back from storage is the same ``MsgFrame`` as one pushed live.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from imchat.wire.codec import Record, wire_field
+
+
+@dataclass(frozen=True)
+class AckFrame(Record):
+    """The sender's message is accepted: its id, conversation, seq and time."""
+
+    TYPE: ClassVar[str] = "ack"
+    id: str
+    msg_id: str
+    conversation_id: str
+    seq: int
+    ts: int
+
+
+@dataclass(frozen=True)
+class MsgFrame(Record):
+    """A message, live or pending; exactly one of ``to`` and ``group`` is set."""
+
+    TYPE: ClassVar[str] = "msg"
+    msg_id: str
+    conversation_id: str
+    seq: int
+    sender: str = wire_field(wire="from")
+    body: str = wire_field(default="")
+    ts: int = wire_field(default=0)
+    to: str | None = wire_field(omit_none=True, default=None)
+    group: str | None = wire_field(omit_none=True, default=None)
+
+
+@dataclass(frozen=True)
+class EventFrame(Record):
+    """A group membership change, for the members and the member concerned."""
+
+    TYPE: ClassVar[str] = "event"
+    event: str
+    group: str
+    user_id: str
+    role: str | None = None
+    actor_id: str | None = None
+    ts: int | None = None
+
+
+@dataclass(frozen=True)
+class SyncedFrame(Record):
+    """Every pending message of the connection has been pushed (``count`` of them)."""
+
+    TYPE: ClassVar[str] = "synced"
+    count: int
+
+
+@dataclass(frozen=True)
+class PongFrame(Record):
+    TYPE: ClassVar[str] = "pong"
+
+
+@dataclass(frozen=True)
+class ErrorFrame(Record):
+    """A frame was refused; ``id`` names the client's send when it had one."""
+
+    TYPE: ClassVar[str] = "error"
+    code: str
+    message: str
+    id: str | None = wire_field(omit_none=True, default=None)
