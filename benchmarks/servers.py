@@ -174,8 +174,8 @@ def production() -> Iterator[Server]:
 
 
 def _production_set(workdir: Path, database_url: str) -> Iterator[Server]:
-    from imchat import migrate
     from imchat.config import load_settings
+    from imchat.ops import migrate
 
     unique = uuid.uuid4().hex[:8]
     redis_port = free_port()

@@ -2,6 +2,6 @@
 
 import sys
 
-from imchat.cli import main
+from imchat.ops.cli import main
 
 sys.exit(main())

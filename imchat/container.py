@@ -195,7 +195,7 @@ class Services:
         consumes its own bus.
         """
         if not self.settings.database_url:
-            from imchat import migrate
+            from imchat.ops import migrate
 
             migrate.upgrade(self.settings)
         if self.local_consumer is not None:

@@ -1,6 +1,6 @@
 """Alembic environment: the target is imchat's models, the database imchat's settings.
 
-Used both by ``imchat.migrate`` (a Config built in code that carries the URL in
+Used both by ``imchat.ops.migrate`` (a Config built in code that carries the URL in
 ``sqlalchemy.url``) and by the ``alembic`` CLI with the repository's
 alembic.ini (no URL there: it comes from ``IMCHAT_*`` via ``load_settings``).
 """
@@ -12,9 +12,9 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy.engine import make_url
 
-from imchat import migrate
 from imchat.config import load_settings
 from imchat.models import Base
+from imchat.ops import migrate
 
 config = context.config
 target_metadata = Base.metadata
@@ -25,7 +25,7 @@ if config.config_file_name is not None:
 
 
 def database_url() -> str:
-    """The URL imchat.migrate put in the config, else the one imchat's settings give."""
+    """The URL imchat.ops.migrate put in the config, else the one imchat's settings give."""
     return config.get_main_option("sqlalchemy.url") or load_settings().effective_database_url
 
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from imchat import migrate
 from imchat.config import Settings
 from imchat.container import Services
+from imchat.ops import migrate
 from imchat.services.conversations import direct_conversation_id
 from imchat.services.delivery.consumer import DeliveryConsumer, transient
 from imchat.stores import pending as pending_store

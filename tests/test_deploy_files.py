@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from imchat import cli
 from imchat.config import ENV_PREFIX, Settings, load_settings
+from imchat.ops import cli
 from imchat.topics import TOPICS, TopicSpec
 
 pytestmark = pytest.mark.unit

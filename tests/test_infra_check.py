@@ -25,10 +25,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from imchat import infra_check, migrate
 from imchat.backends.bus_kafka import create_topics
 from imchat.config import Settings, load_settings
 from imchat.models import Base
+from imchat.ops import infra_check, migrate
 from imchat.topics import DIRECT_MSG, GROUP_MSG, TOPICS
 from tests.support.waiting import free_port, port_open, wait_for
 

@@ -16,8 +16,8 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from imchat import migrate
 from imchat.config import Settings
+from imchat.ops import migrate
 
 INITIAL = "0001_initial_schema"
 SAMPLE = "0002_sample_data"

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import event
 
-from imchat import migrate
 from imchat.backends.base import SeqRequest
 from imchat.backends.seq_embedded import EmbeddedSequenceStore
 from imchat.backends.seq_redis import seq_key
 from imchat.config import Settings
 from imchat.container import Services
+from imchat.ops import migrate
 from imchat.services import sequences
 from imchat.stores import sequences as sequence_store
 

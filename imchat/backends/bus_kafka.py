@@ -338,12 +338,7 @@ class KafkaBus(MessageBus):
     def topic_partitions(self) -> dict[str, int]:
         """Partition count of every topic under the prefix (named without it),
         internal ones (``__consumer_offsets``) left out."""
-        metadata = self._metadata(self.admin_timeout)
-        return {
-            name.removeprefix(self.prefix): len(topic.partitions)
-            for name, topic in metadata.topics.items()
-            if name.startswith(self.prefix) and not name.startswith("__") and topic.error is None
-        }
+        return partitions_by_topic(self._metadata(self.admin_timeout), self.prefix)
 
     def ping(self, timeout: float = 2.0) -> None:
         """Raise BackendUnavailable unless the broker answers a metadata request in time."""
@@ -465,6 +460,18 @@ class KafkaConsumer(BusConsumer):
         """Leave the group at once (its partitions go to the other members)."""
         self._returned = {}
         run_blocking(self._consumer.close)
+
+
+def partitions_by_topic(metadata: Any, prefix: str) -> dict[str, int]:
+    """Partition count of every topic of a ``list_topics`` answer under ``prefix``,
+    named without it; internal topics (``__consumer_offsets``) and topics the
+    broker reports in error are left out. The bus and the infra check both list
+    topics this way."""
+    return {
+        name.removeprefix(prefix): len(topic.partitions)
+        for name, topic in metadata.topics.items()
+        if name.startswith(prefix) and not name.startswith("__") and topic.error is None
+    }
 
 
 def text_key(raw: str | bytes | None) -> str:

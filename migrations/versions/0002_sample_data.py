@@ -2,7 +2,7 @@
 
 Users alice, bob and charlie, each with the password ``password123``, and the
 group "test-group" owned by alice with the three as members. Applied only with
-``imchat.migrate.upgrade(settings, sample_data=True)`` (``python -m imchat db
+``imchat.ops.migrate.upgrade(settings, sample_data=True)`` (``python -m imchat db
 upgrade --sample-data``) or ``alembic -x sample_data=true upgrade head``;
 otherwise the revision is recorded and inserts nothing, so a new database starts
 empty as the contract requires. The downgrade deletes exactly these rows (and
@@ -62,7 +62,7 @@ group_members = sa.table(
 
 
 def sample_data_requested() -> bool:
-    """True when imchat.migrate set the flag, or the CLI was given ``-x sample_data=true``."""
+    """True when imchat.ops.migrate set the flag, or the CLI was given ``-x sample_data=true``."""
     if context.config.attributes.get("sample_data"):
         return True
     flag = context.get_x_argument(as_dictionary=True).get("sample_data", "")

@@ -17,9 +17,9 @@ import pytest
 from argon2 import PasswordHasher
 from flask import Flask
 
-from imchat import migrate
 from imchat.config import load_settings
 from imchat.factory import create_app, services_of
+from imchat.ops import migrate
 from imchat.services import auth as auth_service
 
 from .support import SECRET, ApiClient

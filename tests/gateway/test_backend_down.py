@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from imchat import migrate
 from imchat.backends.bus_kafka import KafkaBus
 from imchat.config import Settings
 from imchat.container import Services
 from imchat.gateway.connection import Connection
 from imchat.gateway.dispatch import handle_frame
 from imchat.gateway.hub import Gateway
+from imchat.ops import migrate
 from imchat.stores import users as user_store
 
 pytestmark = pytest.mark.unit

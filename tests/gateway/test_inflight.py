@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from imchat import migrate
 from imchat.backends.base import BackendUnavailable, BusRecord
 from imchat.backends.bus_embedded import EmbeddedBus
 from imchat.config import Settings
@@ -18,6 +17,7 @@ from imchat.container import Services
 from imchat.gateway.connection import Connection
 from imchat.gateway.dispatch import handle_frame
 from imchat.gateway.hub import Gateway
+from imchat.ops import migrate
 from imchat.services.delivery.records import process_records
 from imchat.stores import users as user_store
 

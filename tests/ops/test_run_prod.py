@@ -24,9 +24,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from imchat import migrate
 from imchat.client import ApiClient, ChatConnection
 from imchat.config import load_settings
+from imchat.ops import migrate
 from tests.support.waiting import free_port, http_get, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]

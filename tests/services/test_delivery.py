@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from imchat import migrate
 from imchat.backends.base import BusRecord
 from imchat.config import Settings
 from imchat.container import Services
 from imchat.gateway.connection import Connection
 from imchat.gateway.hub import Gateway
+from imchat.ops import migrate
 from imchat.services import groups
 from imchat.services.conversations import direct_conversation_id, group_conversation_id
 from imchat.services.delivery.records import process_records

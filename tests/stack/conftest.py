@@ -27,9 +27,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from imchat import migrate
 from imchat.client import ApiClient, Session
 from imchat.config import load_settings
+from imchat.ops import migrate
 from tests.support.waiting import free_port, free_ports, port_open, wait_for, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]

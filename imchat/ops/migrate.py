@@ -32,10 +32,10 @@ from sqlalchemy.pool import NullPool
 
 from imchat.config import Settings
 
-log = logging.getLogger("imchat.migrate")
+log = logging.getLogger("imchat.ops.migrate")
 
 # Found next to the package, so it works from any working directory.
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 # The key under Config.attributes that 0002_sample_data reads.
 SAMPLE_DATA = "sample_data"
 SAMPLE_PASSWORD = "password123"

@@ -12,7 +12,7 @@ from imchat.config import Settings, load_settings
 
 
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
-    from imchat import migrate
+    from imchat.ops import migrate
 
     if args.action == "upgrade":
         migrate.upgrade(settings, args.revision or "head", sample_data=args.sample_data)
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--days", type=_positive, default=7, help="how many days (default 7)")
     stats.add_argument("--refresh", action="store_true", help="recount today's active users first")
     stats.set_defaults(func=cmd_stats)
-    # Parsed by imchat.infra_check itself (see main).
+    # Parsed by imchat.ops.infra_check itself (see main).
     sub.add_parser("check-infra", help="check etcd, MySQL, Redis and Kafka", add_help=False)
     return parser
 
@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["check-infra"]:
         # Its own parser: argparse.REMAINDER would not pass options through.
-        from imchat import infra_check
+        from imchat.ops import infra_check
 
         return infra_check.main(argv[1:])
     args = build_parser().parse_args(argv)
