@@ -362,12 +362,12 @@ def test_member_ids_is_cached_and_invalidated_on_every_change(api: ApiClient) ->
         owner.user_id,
         bob.user_id,
     }
-    assert set(json.loads(api.services.seqs.cache_get(key) or "[]")) == {owner.user_id, bob.user_id}
+    assert set(json.loads(api.services.cache.get(key) or "[]")) == {owner.user_id, bob.user_id}
 
     def after(method: str, path: str, body: dict[str, str] | None = None) -> set[str]:
         response = api.call(method, f"/groups/{group_id}/members{path}", owner, json=body)
         assert response.status_code < 300, response.json
-        assert api.services.seqs.cache_get(key) is None  # invalidated
+        assert api.services.cache.get(key) is None  # invalidated
         return set(group_service.member_ids(api.services, group_id) or [])
 
     members = {owner.user_id, bob.user_id, carol.user_id}
