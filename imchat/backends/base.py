@@ -246,7 +246,8 @@ class GatewayChannel(abc.ABC):
         """Call ``on_payload`` for every payload sent to ``gateway_id`` (in the background)."""
 
     @abc.abstractmethod
-    def stop_listening(self, gateway_id: str) -> None: ...
+    def stop_listening(self, gateway_id: str) -> None:
+        """No payload sent after this returns reaches the listener."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
