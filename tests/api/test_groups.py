@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from imchat.backends.seq_redis import RedisSequenceStore
+from imchat.backends.cache_redis import RedisCache
 from imchat.config import load_settings
 from imchat.errors import APIError
 from imchat.services import groups as group_service
@@ -408,7 +408,7 @@ def test_unreachable_cache_refuses_changes_but_not_reads(app: Flask) -> None:
     owner, bob = api.user(), api.user()
     group_id = api.group(owner)
     dead = load_settings(environ={}, overrides={"redis_url": "redis://127.0.0.1:1/0"})
-    api.services.__dict__["seqs"] = RedisSequenceStore(dead)  # a real client, nobody listening
+    api.services.__dict__["cache"] = RedisCache(dead)  # a real client, nobody listening
     response = api.call("POST", f"/groups/{group_id}/members", owner, json={"user_id": bob.user_id})
     assert_error(response, 503)
     assert group_service.member_ids(api.services, group_id) == [owner.user_id]
