@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ import pytest
 import redis
 
 from imchat.backends.base import BackendUnavailable
+from tests.support.waiting import free_port
 
 
 def drop_test_keys(url: str, unique: str) -> None:
@@ -42,7 +42,7 @@ class PrivateRedis:
     """A redis-server of this test's own, on a free port, that it may stop and restart."""
 
     def __init__(self, workdir: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
@@ -100,9 +100,3 @@ class PrivateRedis:
             return client.execute_command(*args)
         finally:
             client.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
