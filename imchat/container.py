@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from imchat.backends.base import (
     BackendUnavailable,
+    Cache,
     GatewayChannel,
     MessageBus,
     Router,
@@ -73,6 +74,17 @@ class Services:
         from imchat.backends.seq_embedded import EmbeddedSequenceStore
 
         return EmbeddedSequenceStore(self._data_file("embedded-seq.sqlite3"))
+
+    @cached_property
+    def cache(self) -> Cache:
+        """Small values with a TTL (group member lists, known users): Redis, or in memory."""
+        if self.settings.redis_url:
+            from imchat.backends.cache_redis import RedisCache
+
+            return RedisCache(self.settings)
+        from imchat.backends.cache_embedded import EmbeddedCache
+
+        return EmbeddedCache()
 
     @cached_property
     def channel(self) -> GatewayChannel:
@@ -211,7 +223,7 @@ class Services:
             consumer.stop()
 
     def close(self) -> None:
-        for name in ("channel", "bus", "router", "seqs", "rate_limiter"):
+        for name in ("channel", "bus", "router", "seqs", "cache", "rate_limiter"):
             if name in self.__dict__:
                 getattr(self, name).close()
         if "db" in self.__dict__:

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import redis
 from sqlalchemy import event
 
 from imchat.backends.base import SeqRequest
@@ -66,8 +67,11 @@ def count_commits(services: Services) -> list[int]:
 def lose_counters(services: Services, conversation_ids: list[str]) -> None:
     """What a Redis restart without persistence (or an eviction) does."""
     if services.settings.redis_url:
-        client = services.seqs._client  # type: ignore[attr-defined]
-        client.delete(*[seq_key(c) for c in conversation_ids])
+        client = redis.Redis.from_url(services.settings.redis_url)
+        try:
+            client.delete(*[seq_key(c) for c in conversation_ids])
+        finally:
+            client.close()
     else:  # a fresh twin file knows no counter at all
         path = f"{services.settings.data_dir}/lost-{uuid.uuid4().hex}.sqlite3"
         services.__dict__["seqs"] = EmbeddedSequenceStore(path)

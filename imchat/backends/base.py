@@ -131,14 +131,6 @@ class Router(abc.ABC):
 
 # --------------------------------------------------------- sequence store
 @dataclass(frozen=True)
-class SeqCounter:
-    """A conversation's last handed-out seq and its durably reserved ceiling."""
-
-    seq: int
-    ceiling: int
-
-
-@dataclass(frozen=True)
 class SeqRequest:
     """Assign the next seq of ``conversation_id`` to a message, once per ``dedup_key``."""
 
@@ -171,26 +163,14 @@ class SeqAssignment:
 
 
 class SequenceStore(abc.ABC):
-    """Sequence numbers, dedup keys and small caches (Redis).
+    """Sequence numbers and the dedup keys that hand each message one (Redis).
 
-    The store may lose keys (restart, allkeys-lru eviction): ``incr_seq``
+    The store may lose keys (restart, allkeys-lru eviction): ``assign_seqs``
     then returns None and the caller restores the counter above its durable
     reservation (see ``imchat.services.sequences``).
     """
 
     name = "redis"
-
-    @abc.abstractmethod
-    def incr_seq(self, conversation_id: str) -> SeqCounter | None:
-        """Hand out the next seq, or None when the counter is unknown."""
-
-    def incr_seqs(self, conversation_ids: Sequence[str]) -> list[SeqCounter | None]:
-        """``incr_seq`` for each id in order (None for unknown counters).
-
-        An id may appear several times; its occurrences get increasing seqs.
-        Adapters override this to save round trips on the hot path.
-        """
-        return [self.incr_seq(conversation_id) for conversation_id in conversation_ids]
 
     @abc.abstractmethod
     def assign_seqs(
@@ -209,21 +189,32 @@ class SequenceStore(abc.ABC):
         """Record a new durable reservation (never lowers it)."""
 
     @abc.abstractmethod
-    def claim_dedup(self, key: str, value: str, ttl_seconds: int) -> str | None:
-        """Store ``value`` under ``key`` unless present; return the earlier value if any."""
+    def ping(self, timeout: float = 2.0) -> None: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+
+# ------------------------------------------------------------------- cache
+class Cache(abc.ABC):
+    """Small values kept for a while to spare the database a read (Redis).
+
+    An entry may vanish before its TTL (restart, eviction): a miss is always
+    a correct answer. Callers that can read the database instead treat
+    ``BackendUnavailable`` as a miss.
+    """
+
+    name = "redis"
 
     @abc.abstractmethod
-    def release_dedup(self, key: str, value: str) -> None:
-        """Drop the claim if it still holds ``value`` (a send that failed)."""
+    def get(self, key: str) -> str | None: ...
 
     @abc.abstractmethod
-    def cache_get(self, key: str) -> str | None: ...
+    def set(self, key: str, value: str, ttl_seconds: int) -> None: ...
 
     @abc.abstractmethod
-    def cache_set(self, key: str, value: str, ttl_seconds: int) -> None: ...
-
-    @abc.abstractmethod
-    def cache_delete(self, key: str) -> None: ...
+    def delete(self, key: str) -> None:
+        """Drop the entry (no error when there is none)."""
 
     @abc.abstractmethod
     def ping(self, timeout: float = 2.0) -> None: ...
@@ -255,7 +246,8 @@ class GatewayChannel(abc.ABC):
         """Call ``on_payload`` for every payload sent to ``gateway_id`` (in the background)."""
 
     @abc.abstractmethod
-    def stop_listening(self, gateway_id: str) -> None: ...
+    def stop_listening(self, gateway_id: str) -> None:
+        """No payload sent after this returns reaches the listener."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -3,19 +3,22 @@
 A record is committed to SQLite before ``publish`` returns, so an acked
 message survives a restart of the process just as it survives a broker
 restart with Kafka. Each consumer group keeps its committed position per
-topic; one process means one member per group.
+topic; one process means one member per group. Each topic's retention is
+applied by the writes themselves, a bounded batch at a time, as Kafka's log
+cleaner would (``PurgeSchedule``): the log does not grow without bound.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from imchat.backends.base import BusConsumer, BusRecord, MessageBus
-from imchat.backends.sqlite_file import SqliteFile
+from imchat.backends.sqlite_file import PurgeSchedule, SqliteFile
 from imchat.topics import TOPICS_BY_NAME, TopicSpec
 
 SCHEMA = """
@@ -25,6 +28,7 @@ CREATE TABLE IF NOT EXISTS bus_records (
     id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, partition INTEGER NOT NULL,
     key TEXT NOT NULL, value BLOB NOT NULL, created_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS bus_records_topic ON bus_records (topic, id);
+CREATE INDEX IF NOT EXISTS bus_records_expiry ON bus_records (topic, created_at);
 CREATE TABLE IF NOT EXISTS bus_offsets (
     group_id TEXT NOT NULL, topic TEXT NOT NULL, last_id INTEGER NOT NULL,
     PRIMARY KEY (group_id, topic));
@@ -38,9 +42,16 @@ def partition_for(key: str, partitions: int) -> int:
 class EmbeddedBus(MessageBus):
     name = "kafka (embedded)"
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        clock: Callable[[], float] = time.time,
+        purge: PurgeSchedule | None = None,
+    ) -> None:
         self._db = SqliteFile(path, SCHEMA)
         self._arrived = threading.Condition()
+        self._clock = clock
+        self._purge = purge or PurgeSchedule()
 
     def _partitions(self, topic: str) -> int:
         spec = TOPICS_BY_NAME.get(topic)
@@ -50,7 +61,7 @@ class EmbeddedBus(MessageBus):
         self.publish_many([(topic, key, value)])
 
     def publish_many(self, records: Sequence[tuple[str, str, bytes]]) -> None:
-        now = time.time()
+        now = self._clock()
         rows = [(t, partition_for(k, self._partitions(t)), k, v, now) for t, k, v in records]
         with self._db.transaction() as db:
             db.executemany(
@@ -58,6 +69,7 @@ class EmbeddedBus(MessageBus):
                 "VALUES (?, ?, ?, ?, ?)",
                 rows,
             )
+            self._purge.run(now, len(rows), lambda limit: _purge_records(db, now, limit))
         with self._arrived:
             self._arrived.notify_all()
 
@@ -126,20 +138,6 @@ class EmbeddedBus(MessageBus):
             str(n): int(p) for n, p in self._db.query("SELECT name, partitions FROM bus_topics")
         }
 
-    def purge_expired(self, now: float | None = None) -> int:
-        """Apply each topic's retention, as Kafka's log cleaner does."""
-        now = time.time() if now is None else now
-        deleted = 0
-        with self._db.transaction() as db:
-            for name, retention_ms in db.execute(
-                "SELECT name, retention_ms FROM bus_topics"
-            ).fetchall():
-                deleted += db.execute(
-                    "DELETE FROM bus_records WHERE topic = ? AND created_at < ?",
-                    (name, now - retention_ms / 1000),
-                ).rowcount
-        return deleted
-
     def ping(self, timeout: float = 2.0) -> None:
         self._db.query("SELECT 1")
 
@@ -147,6 +145,20 @@ class EmbeddedBus(MessageBus):
         with self._arrived:
             self._arrived.notify_all()
         self._db.close()
+
+
+def _purge_records(db: sqlite3.Connection, now: float, limit: int) -> int:
+    """Drop up to ``limit`` records past their topic's retention (the expiry index finds them)."""
+    deleted = 0
+    for name, retention_ms in db.execute("SELECT name, retention_ms FROM bus_topics").fetchall():
+        deleted += db.execute(
+            "DELETE FROM bus_records WHERE id IN (SELECT id FROM bus_records "
+            "WHERE topic = ? AND created_at < ? ORDER BY created_at LIMIT ?)",
+            (name, now - retention_ms / 1000, limit - deleted),
+        ).rowcount
+        if deleted >= limit:
+            break
+    return deleted
 
 
 def placeholders(n: int) -> str:

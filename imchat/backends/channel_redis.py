@@ -22,6 +22,9 @@ CHANNEL_PREFIX = "imchat:gw:"
 # The listener yields to other greenlets this often: a subscriber's loop does
 # not yield while data is buffered and would otherwise stall the gateway.
 YIELD_EVERY = 100
+# How long a listener waits for a message before it looks at its stop flag:
+# how soon a stopped listener's thread ends (``close`` waits for it).
+POLL_SECONDS = 0.25
 
 
 def channel_name(gateway_id: str) -> str:
@@ -36,6 +39,7 @@ class RedisChannel(GatewayChannel):
             settings.redis_url, socket_timeout=2, socket_connect_timeout=2
         )
         self._listeners: dict[str, threading.Event] = {}
+        self._threads: list[threading.Thread] = []
 
     def send_many(self, deliveries: Sequence[tuple[str, bytes]]) -> None:
         if not deliveries:
@@ -54,6 +58,7 @@ class RedisChannel(GatewayChannel):
         thread = threading.Thread(
             target=self._listen_loop, args=(gateway_id, on_payload, stop), daemon=True
         )
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
 
     def _listen_loop(
@@ -84,8 +89,10 @@ class RedisChannel(GatewayChannel):
         handled = 0
         try:
             while not stop.is_set():
-                message = pubsub.get_message(timeout=1.0)
-                if message is None:
+                message = pubsub.get_message(timeout=POLL_SECONDS)
+                # Checked again after the wait: nothing sent after
+                # stop_listening returned reaches the listener.
+                if message is None or stop.is_set():
                     continue
                 on_payload(message["data"])
                 handled += 1
@@ -102,4 +109,7 @@ class RedisChannel(GatewayChannel):
     def close(self) -> None:
         for gateway_id in list(self._listeners):
             self.stop_listening(gateway_id)
+        # Closing the client closes the listeners' sockets too: let them end first.
+        for thread in self._threads:
+            thread.join(timeout=POLL_SECONDS + 2)
         self._redis.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -48,3 +48,35 @@ class SqliteFile:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+class PurgeSchedule:
+    """When an embedded twin drops its expired rows: from its own write path.
+
+    So nothing outside has to schedule it, and no write waits on a long
+    delete: a purge runs at most every ``every_seconds`` and deletes at most
+    ``batch`` rows plus as many as the write added (a backlog shrinks even
+    under a steady stream of writes); while a purge finds that many, the
+    next write purges again instead of waiting.
+    """
+
+    def __init__(self, every_seconds: float = 60.0, batch: int = 1000) -> None:
+        self.every_seconds = every_seconds
+        self.batch = batch
+        self._next = 0.0  # the first write purges: the file may have been closed for days
+        self._backlog = False
+
+    def run(self, now: float, written: int, delete_expired: Callable[[int], int]) -> int:
+        """Call ``delete_expired(limit)`` if a purge is due at ``now``; return the rows deleted.
+
+        ``written``: the rows the calling write adds.
+        """
+        # A clock set back (``now`` before the last purge) must not stall purging.
+        waiting = self._next - self.every_seconds <= now < self._next
+        if waiting and not self._backlog:
+            return 0
+        limit = self.batch + written
+        deleted = delete_expired(limit)
+        self._backlog = deleted >= limit
+        self._next = now + self.every_seconds
+        return deleted

@@ -90,7 +90,7 @@ def member_ids(services: Services, group_id: str) -> list[str] | None:
     database answers instead.
     """
     try:
-        cached = services.seqs.cache_get(cache_key(group_id))
+        cached = services.cache.get(cache_key(group_id))
     except BackendUnavailable:
         log.warning("group cache unreadable; reading members from the database")
         cached = None
@@ -102,7 +102,7 @@ def member_ids(services: Services, group_id: str) -> list[str] | None:
         ids = group_store.member_ids(session, group_id)
     try:
         ttl = services.settings.group_cache_ttl_seconds
-        services.seqs.cache_set(cache_key(group_id), json.dumps(ids), ttl)
+        services.cache.set(cache_key(group_id), json.dumps(ids), ttl)
     except BackendUnavailable:
         log.warning("group cache unwritable; member list not cached")
     return ids
@@ -110,7 +110,7 @@ def member_ids(services: Services, group_id: str) -> list[str] | None:
 
 def _invalidate_after_commit(services: Services, group_id: str) -> None:
     try:
-        services.seqs.cache_delete(cache_key(group_id))
+        services.cache.delete(cache_key(group_id))
     except BackendUnavailable:
         log.exception("group %s: cache not invalidated after commit", group_id)
 
@@ -129,7 +129,7 @@ def _changing(
     with services.db.session() as session:
         yield session, change
         if change.events:
-            services.seqs.cache_delete(cache_key(group_id))
+            services.cache.delete(cache_key(group_id))
             records = change.changes(group_store.member_ids(session, group_id))
     if change.events:
         _invalidate_after_commit(services, group_id)

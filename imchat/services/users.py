@@ -91,11 +91,11 @@ def exists(services: Services, user_id: str) -> bool:
     """
     key = f"user-exists:{user_id}"
     with contextlib.suppress(BackendUnavailable):
-        if services.seqs.cache_get(key):
+        if services.cache.get(key):
             return True
     with services.db.session() as session:
         found = user_store.exists(session, user_id)
     if found:
         with contextlib.suppress(BackendUnavailable):
-            services.seqs.cache_set(key, "1", EXISTS_CACHE_TTL)
+            services.cache.set(key, "1", EXISTS_CACHE_TTL)
     return found

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from imchat.backends.seq_redis import RedisSequenceStore
+from imchat.backends.cache_redis import RedisCache
 from imchat.config import load_settings
 from imchat.errors import APIError
 from imchat.services import groups as group_service
@@ -362,12 +362,12 @@ def test_member_ids_is_cached_and_invalidated_on_every_change(api: ApiClient) ->
         owner.user_id,
         bob.user_id,
     }
-    assert set(json.loads(api.services.seqs.cache_get(key) or "[]")) == {owner.user_id, bob.user_id}
+    assert set(json.loads(api.services.cache.get(key) or "[]")) == {owner.user_id, bob.user_id}
 
     def after(method: str, path: str, body: dict[str, str] | None = None) -> set[str]:
         response = api.call(method, f"/groups/{group_id}/members{path}", owner, json=body)
         assert response.status_code < 300, response.json
-        assert api.services.seqs.cache_get(key) is None  # invalidated
+        assert api.services.cache.get(key) is None  # invalidated
         return set(group_service.member_ids(api.services, group_id) or [])
 
     members = {owner.user_id, bob.user_id, carol.user_id}
@@ -408,7 +408,7 @@ def test_unreachable_cache_refuses_changes_but_not_reads(app: Flask) -> None:
     owner, bob = api.user(), api.user()
     group_id = api.group(owner)
     dead = load_settings(environ={}, overrides={"redis_url": "redis://127.0.0.1:1/0"})
-    api.services.__dict__["seqs"] = RedisSequenceStore(dead)  # a real client, nobody listening
+    api.services.__dict__["cache"] = RedisCache(dead)  # a real client, nobody listening
     response = api.call("POST", f"/groups/{group_id}/members", owner, json={"user_id": bob.user_id})
     assert_error(response, 503)
     assert group_service.member_ids(api.services, group_id) == [owner.user_id]

@@ -8,50 +8,40 @@ Redis adapter's behaviour when its server stops, hangs or comes back empty
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import signal
 import socket
-import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from imchat.backends.base import (
-    BackendUnavailable,
-    SeqAssignment,
-    SeqCounter,
-    SeqRequest,
-    SequenceStore,
-)
+from imchat.backends.base import BackendUnavailable, SeqAssignment, SeqRequest, SequenceStore
 from imchat.backends.seq_embedded import EmbeddedSequenceStore
-from imchat.backends.seq_redis import RedisSequenceStore, seq_key
+from imchat.backends.seq_redis import RedisSequenceStore, assign_key, seq_key
 from imchat.config import Settings
-from tests.support.waiting import free_port
+
+from .redis_server import PrivateRedis, drop_test_keys, raises_unavailable_quickly
 
 Conv = Callable[[str], str]
+TTL = 60
+integration = pytest.mark.integration
 
 
 @pytest.fixture
 def conv(unique: str) -> Conv:
-    """Conversation (and dedup/cache) ids private to this test run."""
+    """Conversation (and dedup) ids private to this test run."""
     return lambda name: f"t-{unique}-{name}"
 
 
-def _drop_test_keys(url: str, unique: str) -> None:
-    client = redis.Redis.from_url(url)
-    try:
-        for key in client.scan_iter(match=f"imchat:*{unique}*", count=500):
-            client.delete(key)
-    finally:
-        client.close()
-
-
-@pytest.fixture(params=["embedded", "redis"])
+@pytest.fixture(
+    params=[
+        pytest.param("embedded", marks=pytest.mark.unit),
+        pytest.param("redis", marks=pytest.mark.integration),
+    ]
+)
 def store(
     request: pytest.FixtureRequest, tmp_path: Path, settings: Settings, unique: str
 ) -> Iterator[SequenceStore]:
@@ -64,74 +54,82 @@ def store(
     real = RedisSequenceStore(settings.replace(redis_url=url))
     yield real
     real.close()
-    _drop_test_keys(url, unique)
+    drop_test_keys(url, unique)
+
+
+def fresh(conversation_id: str) -> SeqRequest:
+    """A request under a dedup key never used before: it takes the next seq."""
+    return SeqRequest(conversation_id, f"sender:{uuid.uuid4().hex}", uuid.uuid4().hex, 1)
+
+
+def counters(assignments: list[SeqAssignment | None]) -> list[tuple[int, int] | None]:
+    """(seq, ceiling) of each new assignment, None for an unknown counter."""
+    for assignment in assignments:
+        assert assignment is None or not assignment.duplicate
+    return [None if a is None else (a.seq, a.ceiling) for a in assignments]
+
+
+def next_seq(store: SequenceStore, conversation_id: str) -> tuple[int, int] | None:
+    """The conversation's next (seq, ceiling), or None when its counter is unknown."""
+    [counter] = counters(store.assign_seqs([fresh(conversation_id)], TTL))
+    return counter
 
 
 # ------------------------------------------------------------- counters
-def test_incr_on_unknown_counter_returns_none_and_creates_nothing(
-    store: SequenceStore, conv: Conv
-) -> None:
-    assert store.incr_seq(conv("ghost")) is None
-    assert store.incr_seq(conv("ghost")) is None
+def test_unknown_counter_gives_none_and_creates_nothing(store: SequenceStore, conv: Conv) -> None:
+    assert next_seq(store, conv("ghost")) is None
+    assert next_seq(store, conv("ghost")) is None
+    # Nothing was created: init_seq (which never overwrites) takes effect.
+    store.init_seq(conv("ghost"), 41, 50)
+    assert next_seq(store, conv("ghost")) == (42, 50)
 
 
-def test_init_then_incr_counts_up_with_the_ceiling(store: SequenceStore, conv: Conv) -> None:
+def test_init_then_assign_counts_up_with_the_ceiling(store: SequenceStore, conv: Conv) -> None:
     store.init_seq(conv("a"), 0, 100)
     store.init_seq(conv("b"), 41, 10_000)
 
-    assert [store.incr_seq(conv("a")) for _ in range(3)] == [
-        SeqCounter(1, 100),
-        SeqCounter(2, 100),
-        SeqCounter(3, 100),
-    ]
-    assert store.incr_seq(conv("b")) == SeqCounter(42, 10_000)
+    assert [next_seq(store, conv("a")) for _ in range(3)] == [(1, 100), (2, 100), (3, 100)]
+    assert next_seq(store, conv("b")) == (42, 10_000)
 
 
 def test_init_does_not_overwrite_an_existing_counter(store: SequenceStore, conv: Conv) -> None:
     store.init_seq(conv("a"), 0, 100)
-    store.incr_seq(conv("a"))
+    next_seq(store, conv("a"))
 
     store.init_seq(conv("a"), 500, 1000)
 
-    assert store.incr_seq(conv("a")) == SeqCounter(2, 100)
+    assert next_seq(store, conv("a")) == (2, 100)
 
 
 def test_raise_ceiling_never_lowers_and_never_creates(store: SequenceStore, conv: Conv) -> None:
     store.init_seq(conv("a"), 0, 100)
 
     store.raise_ceiling(conv("a"), 200)
-    assert store.incr_seq(conv("a")) == SeqCounter(1, 200)
+    assert next_seq(store, conv("a")) == (1, 200)
     store.raise_ceiling(conv("a"), 150)
-    assert store.incr_seq(conv("a")) == SeqCounter(2, 200)
+    assert next_seq(store, conv("a")) == (2, 200)
 
     store.raise_ceiling(conv("gone"), 300)
-    assert store.incr_seq(conv("gone")) is None
+    assert next_seq(store, conv("gone")) is None
 
 
-def test_incr_seqs_batch_equals_sequential_incr(store: SequenceStore, conv: Conv) -> None:
-    for side in ("seq", "batch"):
+def test_a_batch_equals_one_request_at_a_time(store: SequenceStore, conv: Conv) -> None:
+    for side in ("one", "batch"):
         store.init_seq(conv(f"{side}-a"), 0, 10)
         store.init_seq(conv(f"{side}-b"), 5, 20)
     names = ["a", "b", "ghost", "a", "a", "b"]
 
-    sequential = [store.incr_seq(conv(f"seq-{n}")) for n in names]
-    batched = store.incr_seqs([conv(f"batch-{n}") for n in names])
+    one_by_one = [next_seq(store, conv(f"one-{n}")) for n in names]
+    batched = counters(store.assign_seqs([fresh(conv(f"batch-{n}")) for n in names], TTL))
 
-    assert batched == sequential
-    assert batched == [
-        SeqCounter(1, 10),
-        SeqCounter(6, 20),
-        None,
-        SeqCounter(2, 10),
-        SeqCounter(3, 10),
-        SeqCounter(7, 20),
-    ]
-    assert store.incr_seq(conv("batch-a")) == SeqCounter(4, 10)
-    assert store.incr_seqs([]) == []
+    assert batched == one_by_one
+    assert batched == [(1, 10), (6, 20), None, (2, 10), (3, 10), (7, 20)]
+    assert next_seq(store, conv("batch-a")) == (4, 10)
+    assert store.assign_seqs([], TTL) == []
 
 
-def test_concurrent_incr_hands_out_each_seq_exactly_once(store: SequenceStore, conv: Conv) -> None:
-    threads, per_thread = 8, 200
+def test_concurrent_callers_never_get_the_same_seq(store: SequenceStore, conv: Conv) -> None:
+    threads, calls, per_call = 8, 50, 4
     store.init_seq(conv("hot"), 0, 1_000_000)
     start = threading.Barrier(threads)
     seen: list[list[int]] = [[] for _ in range(threads)]
@@ -140,10 +138,11 @@ def test_concurrent_incr_hands_out_each_seq_exactly_once(store: SequenceStore, c
     def sender(mine: list[int]) -> None:
         try:
             start.wait()
-            for _ in range(per_thread):
-                counter = store.incr_seq(conv("hot"))
-                assert counter is not None
-                mine.append(counter.seq)
+            for _ in range(calls):
+                batch = [fresh(conv("hot")) for _ in range(per_call)]
+                for counter in counters(store.assign_seqs(batch, TTL)):
+                    assert counter is not None
+                    mine.append(counter[0])
         except BaseException as exc:  # surfaced below: a thread cannot fail the test itself
             errors.append(exc)
 
@@ -154,7 +153,8 @@ def test_concurrent_incr_hands_out_each_seq_exactly_once(store: SequenceStore, c
         worker.join(timeout=30)
 
     assert errors == []
-    assert sorted(s for mine in seen for s in mine) == list(range(1, threads * per_thread + 1))
+    total = threads * calls * per_call
+    assert sorted(s for mine in seen for s in mine) == list(range(1, total + 1))
     assert all(mine == sorted(mine) for mine in seen)  # each sender sees its seqs grow
 
 
@@ -185,62 +185,56 @@ def test_assign_seqs_on_unknown_counter_records_nothing(store: SequenceStore, co
     assert store.assign_seqs([request], 60) == [SeqAssignment(42, 50, "m1", 1, duplicate=False)]
 
 
-def test_claim_dedup_keeps_the_first_value(store: SequenceStore, conv: Conv) -> None:
-    assert store.claim_dedup(conv("alice:c1"), "msg-1", 60) is None
-    assert store.claim_dedup(conv("alice:c1"), "msg-2", 60) == "msg-1"
-    assert store.claim_dedup(conv("alice:c1"), "msg-3", 60) == "msg-1"
-    assert store.claim_dedup(conv("alice:c2"), "msg-4", 60) is None
+def test_a_dedup_key_keeps_its_first_assignment(store: SequenceStore, conv: Conv) -> None:
+    c = conv("first")
+    store.init_seq(c, 0, 100)
+    assert store.assign_seqs([SeqRequest(c, "alice:c1", "msg-1", 10)], 60) == [
+        SeqAssignment(1, 100, "msg-1", 10, duplicate=False)
+    ]
+    for resend in ("msg-2", "msg-3"):
+        assert store.assign_seqs([SeqRequest(c, "alice:c1", resend, 20)], 60) == [
+            SeqAssignment(1, 0, "msg-1", 10, duplicate=True)
+        ]
+    assert store.assign_seqs([SeqRequest(c, "alice:c2", "msg-4", 30)], 60) == [
+        SeqAssignment(2, 100, "msg-4", 30, duplicate=False)
+    ]
 
 
-def test_claim_dedup_expires_after_its_ttl(store: SequenceStore, conv: Conv) -> None:
-    assert store.claim_dedup(conv("alice:c1"), "msg-1", 1) is None
-    assert store.claim_dedup(conv("alice:c1"), "msg-2", 1) == "msg-1"
-
-    time.sleep(1.1)
-
-    assert store.claim_dedup(conv("alice:c1"), "msg-3", 60) is None
-    assert store.claim_dedup(conv("alice:c1"), "msg-4", 60) == "msg-3"
-
-
-def test_release_dedup_deletes_only_a_matching_claim(store: SequenceStore, conv: Conv) -> None:
-    store.claim_dedup(conv("alice:c1"), "msg-1", 60)
-
-    store.release_dedup(conv("alice:c1"), "msg-other")
-    assert store.claim_dedup(conv("alice:c1"), "msg-2", 60) == "msg-1"
-
-    store.release_dedup(conv("alice:c1"), "msg-1")
-    assert store.claim_dedup(conv("alice:c1"), "msg-3", 60) is None
-
-    store.release_dedup(conv("never-claimed"), "msg-1")  # no error
-
-
-# ---------------------------------------------------------------- cache
-def test_cache_set_get_delete(store: SequenceStore, conv: Conv) -> None:
-    assert store.cache_get(conv("group:1")) is None
-
-    store.cache_set(conv("group:1"), '{"members": ["u1"]}', 60)
-    assert store.cache_get(conv("group:1")) == '{"members": ["u1"]}'
-    store.cache_set(conv("group:1"), '{"members": ["u1", "u2"]}', 60)
-    assert store.cache_get(conv("group:1")) == '{"members": ["u1", "u2"]}'
-
-    store.cache_delete(conv("group:1"))
-    assert store.cache_get(conv("group:1")) is None
-    store.cache_delete(conv("group:1"))  # deleting twice is fine
-
-
-def test_cache_entry_expires(store: SequenceStore, conv: Conv) -> None:
-    store.cache_set(conv("group:1"), "members", 1)
-    assert store.cache_get(conv("group:1")) == "members"
+def test_a_dedup_key_expires_after_its_ttl(store: SequenceStore, conv: Conv) -> None:
+    c = conv("ttl")
+    store.init_seq(c, 0, 100)
+    assert store.assign_seqs([SeqRequest(c, "alice:c1", "msg-1", 1)], 1) == [
+        SeqAssignment(1, 100, "msg-1", 1, duplicate=False)
+    ]
+    assert store.assign_seqs([SeqRequest(c, "alice:c1", "msg-2", 2)], 1) == [
+        SeqAssignment(1, 0, "msg-1", 1, duplicate=True)
+    ]
 
     time.sleep(1.1)
 
-    assert store.cache_get(conv("group:1")) is None
+    assert store.assign_seqs([SeqRequest(c, "alice:c1", "msg-3", 3)], 60) == [
+        SeqAssignment(2, 100, "msg-3", 3, duplicate=False)
+    ]
+    assert store.assign_seqs([SeqRequest(c, "alice:c1", "msg-4", 4)], 60) == [
+        SeqAssignment(2, 0, "msg-3", 3, duplicate=True)
+    ]
 
 
-def test_cache_and_dedup_do_not_share_keys(store: SequenceStore, conv: Conv) -> None:
-    store.cache_set(conv("k"), "cached", 60)
-    assert store.claim_dedup(conv("k"), "claimed", 60) is None
-    assert store.cache_get(conv("k")) == "cached"
+def test_a_dedup_key_repeated_within_one_batch_is_a_duplicate(
+    store: SequenceStore, conv: Conv
+) -> None:
+    c = conv("same-batch")
+    store.init_seq(c, 0, 100)
+    batch = [
+        SeqRequest(c, "alice:c1", "msg-1", 1),
+        SeqRequest(c, "alice:c1", "msg-2", 2),
+        SeqRequest(c, "alice:c2", "msg-3", 3),
+    ]
+    assert store.assign_seqs(batch, 60) == [
+        SeqAssignment(1, 100, "msg-1", 1, duplicate=False),
+        SeqAssignment(1, 0, "msg-1", 1, duplicate=True),
+        SeqAssignment(2, 100, "msg-3", 3, duplicate=False),
+    ]
 
 
 def test_ping_answers(store: SequenceStore) -> None:
@@ -248,24 +242,29 @@ def test_ping_answers(store: SequenceStore) -> None:
 
 
 # ------------------------------------------------- embedded twin only
+@pytest.mark.unit
 def test_embedded_keeps_counters_and_claims_across_reopen(tmp_path: Path) -> None:
     path = tmp_path / "seq.sqlite3"
     first = EmbeddedSequenceStore(path)
     first.init_seq("conv-1", 0, 100)
-    first.incr_seqs(["conv-1", "conv-1"])
+    claimed = SeqRequest("conv-1", "alice:c1", "msg-1", 7)
+    assert counters(first.assign_seqs([claimed, fresh("conv-1")], TTL)) == [(1, 100), (2, 100)]
     first.raise_ceiling("conv-1", 200)
-    first.claim_dedup("alice:c1", "msg-1", 60)
     first.close()
 
     reopened = EmbeddedSequenceStore(path)
     try:
-        assert reopened.incr_seq("conv-1") == SeqCounter(3, 200)
-        assert reopened.claim_dedup("alice:c1", "msg-2", 60) == "msg-1"
+        assert next_seq(reopened, "conv-1") == (3, 200)
+        resend = SeqRequest("conv-1", "alice:c1", "msg-2", 8)
+        assert reopened.assign_seqs([resend], TTL) == [
+            SeqAssignment(1, 0, "msg-1", 7, duplicate=True)
+        ]
     finally:
         reopened.close()
 
 
 # ---------------------------------------------------------- Redis only
+@integration
 def test_redis_keys_are_prefixed_and_hash_tagged(
     redis_url: str, settings: Settings, conv: Conv, unique: str
 ) -> None:
@@ -273,90 +272,18 @@ def test_redis_keys_are_prefixed_and_hash_tagged(
     raw = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         store.init_seq(conv("a"), 7, 100)
-        store.claim_dedup(conv("d"), "msg-1", 60)
-        store.cache_set(conv("c"), "v", 60)
+        request = SeqRequest(conv("a"), "d", "msg-1", 5)
+        store.assign_seqs([request], 60)
 
         assert seq_key(conv("a")) == f"imchat:seq:{{{conv('a')}}}"
-        assert raw.hgetall(seq_key(conv("a"))) == {"seq": "7", "ceiling": "100"}
-        assert raw.get(f"imchat:dedup:{conv('d')}") == "msg-1"
-        assert 0 < raw.ttl(f"imchat:dedup:{conv('d')}") <= 60
-        assert raw.get(f"imchat:cache:{conv('c')}") == "v"
+        assert raw.hgetall(seq_key(conv("a"))) == {"seq": "8", "ceiling": "100"}
+        assert assign_key(request) == f"imchat:dedup:{{{conv('a')}}}:d"
+        assert raw.get(assign_key(request)) == "msg-1|8|5"
+        assert 0 < raw.ttl(assign_key(request)) <= 60
     finally:
         raw.close()
         store.close()
-        _drop_test_keys(redis_url, unique)
-
-
-class PrivateRedis:
-    """A redis-server of this test's own, on a free port, that it may stop and restart."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is not installed (scripts/test-services installs it)"
-        # No persistence: a restart comes back empty, like a lost Redis.
-        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.proc = subprocess.Popen(
-            [binary, *args, "--dir", str(self._workdir)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        client = redis.Redis.from_url(self.url, socket_timeout=0.5)
-        try:
-            deadline = time.monotonic() + 5
-            while True:
-                try:
-                    if client.ping():
-                        return
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.02)
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        os.kill(self.proc.pid, signal.SIGCONT)  # in case a test left it paused
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-    def pause(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGCONT)
-
-    def command(self, *args: str) -> object:
-        client = redis.Redis.from_url(self.url, decode_responses=True)
-        try:
-            return client.execute_command(*args)
-        finally:
-            client.close()
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
+        drop_test_keys(redis_url, unique)
 
 
 @pytest.fixture
@@ -366,73 +293,73 @@ def private_store(private_redis: PrivateRedis, settings: Settings) -> Iterator[R
     store.close()
 
 
-def _raises_unavailable_quickly(call: Callable[[], object], within: float) -> None:
-    started = time.monotonic()
-    with pytest.raises(BackendUnavailable) as caught:
-        call()
-    assert caught.value.backend == "redis"
-    assert time.monotonic() - started < within
-
-
+@integration
 def test_redis_down_raises_backend_unavailable_then_recovers_empty(
     private_redis: PrivateRedis, private_store: RedisSequenceStore
 ) -> None:
     private_store.init_seq("conv-1", 0, 100)
-    assert private_store.incr_seq("conv-1") == SeqCounter(1, 100)
+    assert next_seq(private_store, "conv-1") == (1, 100)
 
     private_redis.stop()
 
-    _raises_unavailable_quickly(lambda: private_store.ping(timeout=1.0), within=3.0)
-    _raises_unavailable_quickly(lambda: private_store.incr_seq("conv-1"), within=3.0)
-    _raises_unavailable_quickly(lambda: private_store.incr_seqs(["conv-1"]), within=3.0)
-    _raises_unavailable_quickly(lambda: private_store.claim_dedup("k", "v", 60), within=3.0)
-    _raises_unavailable_quickly(lambda: private_store.cache_get("k"), within=3.0)
+    raises_unavailable_quickly(lambda: private_store.ping(timeout=1.0), within=3.0)
+    raises_unavailable_quickly(lambda: next_seq(private_store, "conv-1"), within=3.0)
+    raises_unavailable_quickly(lambda: private_store.init_seq("conv-2", 0, 100), within=3.0)
+    raises_unavailable_quickly(lambda: private_store.raise_ceiling("conv-1", 200), within=3.0)
 
     private_redis.start()  # same port, no persistence: every key and script is gone
 
     private_store.ping(timeout=1.0)
-    assert private_store.incr_seqs(["conv-1"]) == [None]  # reloads the flushed script
-    assert private_store.incr_seq("conv-1") is None
+    assert next_seq(private_store, "conv-1") is None  # reloads the flushed script
+    assert next_seq(private_store, "conv-1") is None
     private_store.init_seq("conv-1", 5000, 6000)
-    assert private_store.incr_seq("conv-1") == SeqCounter(5001, 6000)
+    assert next_seq(private_store, "conv-1") == (5001, 6000)
 
 
+@integration
 def test_redis_hung_raises_backend_unavailable_within_the_timeouts(
     private_redis: PrivateRedis, private_store: RedisSequenceStore
 ) -> None:
     private_store.init_seq("conv-1", 0, 100)
-    assert private_store.incr_seq("conv-1") == SeqCounter(1, 100)
+    assert next_seq(private_store, "conv-1") == (1, 100)
+    timed_out = fresh("conv-1")
 
     private_redis.pause()
     try:
-        _raises_unavailable_quickly(lambda: private_store.ping(timeout=0.3), within=1.0)
-        _raises_unavailable_quickly(lambda: private_store.incr_seq("conv-1"), within=3.0)
+        raises_unavailable_quickly(lambda: private_store.ping(timeout=0.3), within=1.0)
+        raises_unavailable_quickly(lambda: private_store.assign_seqs([timed_out], TTL), within=3.0)
     finally:
         private_redis.resume()
 
-    # The timed-out increment may still have run once the server woke up: the
-    # next seq is larger, never a repeat.
-    counter = private_store.incr_seq("conv-1")
-    assert counter is not None and counter.seq in (2, 3)
+    # The timed-out assignment may still have run once the server woke up:
+    # sent again, it gets seq 2 either way (recorded then, or new now), and
+    # the next message seq 3, never a repeat nor a gap.
+    [again] = private_store.assign_seqs([timed_out], TTL)
+    assert again is not None
+    assert (again.seq, again.msg_id, again.ts) == (2, timed_out.msg_id, timed_out.ts)
+    assert next_seq(private_store, "conv-1") == (3, 100)
 
 
-def test_incr_seqs_survives_a_script_cache_flush_in_one_pass(
+@integration
+def test_assign_seqs_survives_a_script_cache_flush_in_one_pass(
     private_redis: PrivateRedis, private_store: RedisSequenceStore
 ) -> None:
     private_store.init_seq("conv-1", 0, 100)
     private_store.init_seq("conv-2", 0, 100)
-    assert private_store.incr_seqs(["conv-1"]) == [SeqCounter(1, 100)]
+    assert next_seq(private_store, "conv-1") == (1, 100)
 
     private_redis.command("SCRIPT", "FLUSH")
     private_redis.command("CONFIG", "RESETSTAT")
-    batch = private_store.incr_seqs(["conv-1", "conv-2", "conv-1"])
-    assert batch == [SeqCounter(2, 100), SeqCounter(1, 100), SeqCounter(3, 100)]
+    batch = [fresh("conv-1"), fresh("conv-2"), fresh("conv-1")]
+    assert counters(private_store.assign_seqs(batch, TTL)) == [(2, 100), (1, 100), (3, 100)]
+    stats = private_redis.command("INFO", "commandstats")
+    assert isinstance(stats, dict)
+    loads = [stat["calls"] for name, stat in stats.items() if name.startswith("cmdstat_script")]
+    assert loads == [1]  # one SCRIPT LOAD for the whole batch
 
     private_redis.command("CONFIG", "RESETSTAT")
-    assert private_store.incr_seqs(["conv-2", "conv-1"]) == [
-        SeqCounter(2, 100),
-        SeqCounter(4, 100),
-    ]
+    batch = [fresh("conv-2"), fresh("conv-1")]
+    assert counters(private_store.assign_seqs(batch, TTL)) == [(2, 100), (4, 100)]
     # Warm path: only the EVALSHAs, no SCRIPT EXISTS / SCRIPT LOAD round trip.
     stats = private_redis.command("INFO", "commandstats")
     assert isinstance(stats, dict)
@@ -484,6 +411,7 @@ def _close(*sockets: socket.socket) -> None:
         sock.close()
 
 
+@integration
 def test_redis_lost_reply_is_reported_not_retried(
     private_redis: PrivateRedis, settings: Settings
 ) -> None:
@@ -491,22 +419,30 @@ def test_redis_lost_reply_is_reported_not_retried(
     store = RedisSequenceStore(settings.replace(redis_url=relay.url))
     try:
         # Open the pooled connection and load the script first, so that the
-        # reply dropped below is the increment's own, not a NOSCRIPT.
+        # reply dropped below is the assignment's own, not a NOSCRIPT.
         store.init_seq("warm-up", 0, 100)
-        store.incr_seq("warm-up")
+        next_seq(store, "warm-up")
         store.init_seq("conv-1", 0, 100)
 
+        lost = SeqRequest("conv-1", "alice:c1", "msg-1", 1)
         relay.drop_next_reply.set()
         with pytest.raises(BackendUnavailable):
-            store.incr_seq("conv-1")
-        # It ran exactly once: a retry would have handed out seq 2 and skipped 1.
+            store.assign_seqs([lost], TTL)
+        # It ran exactly once: a retry would have answered with the sender's
+        # own message as an earlier duplicate.
         assert private_redis.command("HGET", seq_key("conv-1"), "seq") == "1"
-        assert store.incr_seq("conv-1") == SeqCounter(2, 100)
+        assert store.assign_seqs([lost], TTL) == [SeqAssignment(1, 0, "msg-1", 1, duplicate=True)]
+        assert next_seq(store, "conv-1") == (2, 100)
 
+        batch = [SeqRequest("conv-1", f"alice:c{n}", f"msg-{n}", n) for n in (3, 4)]
         relay.drop_next_reply.set()
         with pytest.raises(BackendUnavailable):
-            store.claim_dedup("alice:c1", "msg-1", 60)  # a retry would answer "msg-1"
-        assert store.claim_dedup("alice:c1", "msg-2", 60) == "msg-1"
+            store.assign_seqs(batch, TTL)
+        assert private_redis.command("HGET", seq_key("conv-1"), "seq") == "4"
+        assert store.assign_seqs(batch, TTL) == [
+            SeqAssignment(3, 0, "msg-3", 3, duplicate=True),
+            SeqAssignment(4, 0, "msg-4", 4, duplicate=True),
+        ]
     finally:
         store.close()
         relay.close()
