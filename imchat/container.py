@@ -26,7 +26,7 @@ from imchat.backends.base import (
     SequenceStore,
 )
 from imchat.config import Settings
-from imchat.db import Database, make_engine
+from imchat.stores.db import Database, make_engine
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -135,7 +135,7 @@ class Services:
         if self.settings.kafka_bootstrap_servers:
             return None
         from imchat.services.delivery.consumer import DeliveryConsumer
-        from imchat.topics import TOPICS
+        from imchat.wire.topics import TOPICS
 
         self.bus.ensure_topics(TOPICS, 1, 1)
         return DeliveryConsumer(self)

@@ -13,8 +13,8 @@ from alembic import context
 from sqlalchemy.engine import make_url
 
 from imchat.config import load_settings
-from imchat.models import Base
 from imchat.ops import migrate
+from imchat.stores.models import Base
 
 config = context.config
 target_metadata = Base.metadata

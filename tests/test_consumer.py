@@ -14,8 +14,8 @@ from imchat.services.conversations import direct_conversation_id
 from imchat.services.delivery.consumer import DeliveryConsumer, transient
 from imchat.stores import pending as pending_store
 from imchat.stores import users as user_store
-from imchat.topics import DIRECT_MSG, TOPICS
 from imchat.wire.bus import MessageEnvelope
+from imchat.wire.topics import DIRECT_MSG, TOPICS
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.unit

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from imchat.config import Settings
-from imchat.db import make_engine
+from imchat.stores.db import make_engine
 
 pytestmark = pytest.mark.integration
 

@@ -2,7 +2,7 @@
 
 deploy/docker/docker-compose.infra.yml, deploy/docker/docker-compose.yml and
 deploy/docker/Dockerfile are read as data (PyYAML) and checked against
-imchat.config.Settings, imchat.topics.TOPICS and the seed README's tables, so
+imchat.config.Settings, imchat.wire.topics.TOPICS and the seed README's tables, so
 that a drift on either side fails here rather than on a deployment.
 """
 
@@ -27,7 +27,7 @@ import yaml
 
 from imchat.config import ENV_PREFIX, Settings, load_settings
 from imchat.ops import cli
-from imchat.topics import TOPICS, TopicSpec
+from imchat.wire.topics import TOPICS, TopicSpec
 
 pytestmark = pytest.mark.unit
 
@@ -452,7 +452,7 @@ def test_kafka_is_three_kraft_brokers_with_the_codes_replication() -> None:
 def test_kafka_init_creates_every_topic_of_the_code(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """kafka-init runs `python -m imchat create-topics`, which creates imchat.topics.TOPICS.
+    """kafka-init runs `python -m imchat create-topics`, which creates imchat.wire.topics.TOPICS.
 
     The real CLI runs with the job's environment; only the Kafka admin behind
     imchat.container.Services is a stand-in that records what it is asked to create.

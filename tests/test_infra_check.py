@@ -27,9 +27,9 @@ from sqlalchemy.engine import make_url
 
 from imchat.backends.bus_kafka import create_topics
 from imchat.config import Settings, load_settings
-from imchat.models import Base
 from imchat.ops import infra_check, migrate
-from imchat.topics import DIRECT_MSG, GROUP_MSG, TOPICS
+from imchat.stores.models import Base
+from imchat.wire.topics import DIRECT_MSG, GROUP_MSG, TOPICS
 from tests.support.waiting import free_port, port_open, wait_for
 
 pytestmark = pytest.mark.integration

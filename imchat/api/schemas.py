@@ -14,7 +14,7 @@ from flask import request
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from imchat.errors import APIError
-from imchat.models import ROLES
+from imchat.stores.models import ROLES
 from imchat.wire.fields import storable, text
 
 USERNAME_PATTERN = r"\A[a-z0-9_]{3,32}\Z"  # \Z, not $: "$" would let a trailing newline in

@@ -11,8 +11,8 @@ import abc
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from imchat.topics import TopicSpec
 from imchat.wire.batch import RESYNC
+from imchat.wire.topics import TopicSpec
 
 
 class BackendUnavailable(Exception):

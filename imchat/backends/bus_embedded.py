@@ -19,7 +19,7 @@ from pathlib import Path
 
 from imchat.backends.base import BusConsumer, BusRecord, MessageBus
 from imchat.backends.sqlite_file import PurgeSchedule, SqliteFile
-from imchat.topics import TOPICS_BY_NAME, TopicSpec
+from imchat.wire.topics import TOPICS_BY_NAME, TopicSpec
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS bus_topics (

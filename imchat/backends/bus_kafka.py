@@ -53,7 +53,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from imchat.backends.base import BackendUnavailable, BusConsumer, BusRecord, MessageBus
 from imchat.config import Settings
-from imchat.topics import PRODUCER_CONFIG, TOPICS, TopicSpec
+from imchat.wire.topics import PRODUCER_CONFIG, TOPICS, TopicSpec
 
 log = logging.getLogger("imchat.bus.kafka")
 

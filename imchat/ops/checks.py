@@ -19,7 +19,7 @@ from sqlalchemy.pool import NullPool
 
 from imchat.backends.etcd import probe as etcd_probe
 from imchat.config import Settings
-from imchat.topics import TOPICS, TopicSpec
+from imchat.wire.topics import TOPICS, TopicSpec
 
 Status = Literal["ok", "warn", "fail", "skip"]
 MARKS: dict[Status, str] = {"ok": "✓", "warn": "!", "fail": "✗", "skip": "-"}
@@ -107,7 +107,7 @@ def _database_engine(url: str) -> Engine:
 
 def expected_tables() -> list[str]:
     """The tables of the model (the seed's five: users, groups, ... sequence_snapshots)."""
-    from imchat.models import Base
+    from imchat.stores.models import Base
 
     return sorted(Base.metadata.tables)
 

@@ -33,7 +33,7 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_create_topics(args: argparse.Namespace, settings: Settings) -> int:
     from imchat.container import Services
-    from imchat.topics import TOPICS
+    from imchat.wire.topics import TOPICS
 
     services = Services(settings)
     created = services.bus.ensure_topics(

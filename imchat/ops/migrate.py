@@ -1,7 +1,7 @@
 """Schema migrations (Alembic), as a small API for the CLI and for start-up.
 
 The revisions live in ``<repo>/migrations/versions``: ``0001_initial_schema``
-creates the tables of :mod:`imchat.models`; ``0002_sample_data`` adds the
+creates the tables of :mod:`imchat.stores.models`; ``0002_sample_data`` adds the
 seed's sample data (users alice, bob and charlie, password ``password123``,
 and their group "test-group") only when asked with ``sample_data=True`` or
 ``alembic -x sample_data=true upgrade head`` (the seed's Liquibase "test"
@@ -166,7 +166,7 @@ def check(settings: Settings) -> list[str]:
     missing = _missing_sqlite_file(settings)
     if missing:
         return [f"database file {missing} does not exist: run the migrations"]
-    from imchat.models import Base
+    from imchat.stores.models import Base
 
     engine = migration_engine(settings.effective_database_url)
     try:

@@ -37,8 +37,8 @@ from imchat.services.users import utcnow
 from imchat.stores import groups as group_store
 from imchat.stores import users as user_store
 from imchat.stores.groups import GroupRecord, MemberRecord
-from imchat.topics import MEMBERSHIP_CHANGE
 from imchat.wire.bus import MembershipChange
+from imchat.wire.topics import MEMBERSHIP_CHANGE
 
 log = logging.getLogger(__name__)
 

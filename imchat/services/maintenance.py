@@ -29,9 +29,9 @@ from typing import Any
 
 from imchat.config import DAY
 from imchat.container import Services
-from imchat.models import OfflineMessage
 from imchat.services.jobs import job
 from imchat.stores import stats as stats_store
+from imchat.stores.models import OfflineMessage
 
 log = logging.getLogger("imchat.maintenance")
 

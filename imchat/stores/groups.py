@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import case, delete, select, update
 from sqlalchemy.orm import Session
 
-from imchat.models import Group, GroupMember
+from imchat.stores.models import Group, GroupMember
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Table, and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from imchat.models import DeliveryMark, OfflineMessage
+from imchat.stores.models import DeliveryMark, OfflineMessage
 from imchat.stores.sql import insert_ignore
 
 PENDING: Table = OfflineMessage.__table__  # type: ignore[assignment]

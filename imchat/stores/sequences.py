@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
-from imchat.models import SequenceSnapshot
+from imchat.stores.models import SequenceSnapshot
 from imchat.stores.sql import insert_ignore
 
 SNAPSHOTS: Table = SequenceSnapshot.__table__  # type: ignore[assignment]

@@ -17,7 +17,7 @@ from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from imchat.models import ActiveUserDay, DailyStats
+from imchat.stores.models import ActiveUserDay, DailyStats
 from imchat.stores.sql import insert_ignore, is_mysql
 
 STATS: Table = DailyStats.__table__  # type: ignore[assignment]

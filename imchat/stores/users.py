@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from imchat.models import User
+from imchat.stores.models import User
 
 # The profile fields a user may change after registering.
 EDITABLE = ("display_name", "email", "avatar_url")

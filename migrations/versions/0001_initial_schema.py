@@ -1,6 +1,6 @@
 """The initial schema: users, groups, group_members, offline_messages, sequence_snapshots.
 
-Written by hand to match imchat/models.py exactly, constraint and index names
+Written by hand to match imchat/stores/models.py exactly, constraint and index names
 included (the models' naming convention; ``op.f`` keeps a name as written).
 On MySQL ``offline_messages`` is split into 16 partitions by ``user_id``, the
 seed's layout; its primary key therefore starts with ``user_id`` and it has

@@ -13,7 +13,7 @@ from werkzeug.test import TestResponse
 
 from imchat.container import Services
 from imchat.factory import services_of
-from imchat.topics import MEMBERSHIP_CHANGE
+from imchat.wire.topics import MEMBERSHIP_CHANGE
 
 SECRET = "test-secret-" + "x" * 40  # PyJWT warns on HMAC keys under 32 bytes
 PASSWORD = "correct horse battery"

@@ -14,11 +14,11 @@ from sqlalchemy import delete, select
 
 from imchat.errors import APIError
 from imchat.factory import create_app, services_of
-from imchat.models import User as UserRow
 from imchat.ops import migrate
 from imchat.services import auth as auth_service
 from imchat.services import users as user_service
 from imchat.stores import users as user_store
+from imchat.stores.models import User as UserRow
 
 from .support import PASSWORD, SECRET, ApiClient, assert_error
 

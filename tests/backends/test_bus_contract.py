@@ -21,7 +21,7 @@ from imchat.backends.base import BackendUnavailable, BusConsumer, BusRecord, Mes
 from imchat.backends.bus_embedded import EmbeddedBus
 from imchat.backends.bus_kafka import KafkaBus, create_topics
 from imchat.config import Settings
-from imchat.topics import TOPICS, TopicSpec
+from imchat.wire.topics import TOPICS, TopicSpec
 
 HOUR_MS = 3_600_000
 # Long enough for a Kafka consumer to join its group (~3 s on tansu) and fetch.
@@ -295,7 +295,7 @@ GEVENT_CLIENT = textwrap.dedent(
     import gevent
     from imchat.backends.bus_kafka import KafkaBus
     from imchat.config import load_settings
-    from imchat.topics import TopicSpec
+    from imchat.wire.topics import TopicSpec
 
     bootstrap, topic, group = sys.argv[1:4]
     settings = load_settings(environ={}, overrides={"kafka_bootstrap_servers": bootstrap})

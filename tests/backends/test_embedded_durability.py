@@ -15,7 +15,7 @@ from imchat.backends.base import SeqAssignment, SeqRequest
 from imchat.backends.bus_embedded import EmbeddedBus
 from imchat.backends.seq_embedded import EmbeddedSequenceStore
 from imchat.backends.sqlite_file import PurgeSchedule
-from imchat.topics import TopicSpec
+from imchat.wire.topics import TopicSpec
 
 pytestmark = pytest.mark.unit
 

@@ -20,7 +20,6 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from imchat import db
 from imchat.backends.etcd import EtcdRouter
 from imchat.backends.etcd.http import Endpoints, b64, range_end
 from imchat.backends.etcd.http import text as b64_text
@@ -28,12 +27,13 @@ from imchat.backends.etcd.keys import Keys
 from imchat.backends.etcd.prune import delete_if_unchanged, read_entries, stale_routes
 from imchat.config import DAY, Settings
 from imchat.container import Services
-from imchat.models import ActiveUserDay, DailyStats, OfflineMessage
 from imchat.ops import cli, migrate
 from imchat.services import maintenance, stats
 from imchat.services.jobs import JOBS
+from imchat.stores import db
 from imchat.stores import pending as pending_store
 from imchat.stores import stats as stats_store
+from imchat.stores.models import ActiveUserDay, DailyStats, OfflineMessage
 from imchat.wire.bus import MessageEnvelope
 
 NOW_MS = int(time.time() * 1000)

@@ -27,8 +27,8 @@ from imchat.services.conversations import direct_conversation_id, group_conversa
 from imchat.services.delivery.records import process_records
 from imchat.services.pending import load_pending
 from imchat.stores import users as user_store
-from imchat.topics import DIRECT_MSG, GROUP_MSG, MEMBERSHIP_CHANGE
 from imchat.wire.bus import MembershipChange, MessageEnvelope
+from imchat.wire.topics import DIRECT_MSG, GROUP_MSG, MEMBERSHIP_CHANGE
 
 pytestmark = pytest.mark.unit
 OFFSETS = itertools.count()

@@ -13,9 +13,9 @@ from imchat import metrics
 from imchat.gateway.frames.base import ClientFrame, FrameError, FrameSchema
 from imchat.services import groups
 from imchat.services.conversations import direct_conversation_id, group_conversation_id
-from imchat.topics import DIRECT_MSG, GROUP_MSG
 from imchat.wire.bus import MessageEnvelope
 from imchat.wire.fields import text
+from imchat.wire.topics import DIRECT_MSG, GROUP_MSG
 
 if TYPE_CHECKING:
     from imchat.gateway.connection import Connection

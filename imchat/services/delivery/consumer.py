@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from imchat import metrics
 from imchat.backends.base import BackendUnavailable, BusConsumer, BusRecord
 from imchat.services.delivery.records import process_records
-from imchat.topics import DIRECT_MSG, GROUP_MSG, MEMBERSHIP_CHANGE
+from imchat.wire.topics import DIRECT_MSG, GROUP_MSG, MEMBERSHIP_CHANGE
 
 if TYPE_CHECKING:
     from imchat.container import Services

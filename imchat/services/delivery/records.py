@@ -13,16 +13,17 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from imchat import db, metrics
+from imchat import metrics
 from imchat.backends.base import BusRecord, SeqAssignment, SeqRequest
 from imchat.services import groups, sequences, stats
 from imchat.services.delivery.outbox import Outbox
 from imchat.services.pending import CHUNK, PendingRow, pending_rows, store_pending
+from imchat.stores import db
 from imchat.stores import pending as pending_store
-from imchat.topics import MEMBERSHIP_CHANGE
 from imchat.wire.bus import MembershipChange, MessageEnvelope
 from imchat.wire.codec import Record, WireError
 from imchat.wire.frames import AckFrame, EventFrame, MsgFrame
+from imchat.wire.topics import MEMBERSHIP_CHANGE
 
 if TYPE_CHECKING:
     from imchat.container import Services

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from imchat.config import Settings
 
-log = logging.getLogger("imchat.db")
+log = logging.getLogger("imchat.stores.db")
 # MySQL/MariaDB: deadlock found (1213), lock wait timeout (1205).
 LOCK_CONFLICTS = frozenset({1205, 1213})
 LOCK_CONFLICT_ATTEMPTS = 3
