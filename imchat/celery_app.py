@@ -57,8 +57,8 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
     handed out (docs/architecture.md), so nothing needs a periodic snapshot.
     """
     return {
-        "purge-expired-pending": {
-            "task": "imchat.purge_expired_pending",
+        "purge-expired-history": {
+            "task": "imchat.purge_expired_history",
             "schedule": crontab(minute=17),  # hourly, off the top of the hour
             "args": [None],  # every task takes one payload (tasks/jobs.py)
             "options": {"expires": 3600},

@@ -84,7 +84,8 @@ class Settings:
 
     # Sequence numbers are reserved durably in blocks of this size.
     seq_snapshot_interval: int = 10_000
-    pending_retention_days: int = 7
+    # Messages (and with them what is pending) are kept this long; 0: for ever.
+    history_retention_days: int = 365
 
     gateway_id: str = ""
     max_frame_bytes: int = 64 * 1024

@@ -34,7 +34,7 @@ MESSAGES_ACCEPTED = Counter(
 MESSAGES_DELIVERED = Counter(
     "imchat_messages_delivered_total", "msg frames written to recipients' sockets", ["via"]
 )
-PENDING_STORED = Counter("imchat_pending_stored_total", "Pending-message rows written")
+HISTORY_STORED = Counter("imchat_history_stored_total", "Messages written to history (once each)")
 PENDING_CONFIRMED = Counter(
     "imchat_pending_confirmed_total", "Delivery marks applied (delivered frames, batched)"
 )

@@ -12,7 +12,7 @@ from imchat.container import Services
 from imchat.ops import migrate
 from imchat.services.conversations import direct_conversation_id
 from imchat.services.delivery.consumer import DeliveryConsumer, transient
-from imchat.stores import pending as pending_store
+from imchat.services.pending import load_pending
 from imchat.stores import users as user_store
 from imchat.wire.bus import MessageEnvelope
 from imchat.wire.topics import DIRECT_MSG, TOPICS
@@ -37,8 +37,7 @@ def envelope(sender: str, to: str, cid: str) -> bytes:
 
 def pending_of(services: Services, user_id: str) -> list[int]:
     """The sequence numbers of what waits for ``user_id``."""
-    with services.db.session() as session:
-        return [r.sequence_number for r in pending_store.for_user(session, user_id, 10)]
+    return [f.seq for f in load_pending(services, user_id)]
 
 
 def test_a_poison_record_is_set_aside_and_the_rest_delivered(settings: Settings) -> None:

@@ -34,6 +34,7 @@ from imchat.backends.base import BackendUnavailable
 from imchat.container import Services
 from imchat.errors import APIError
 from imchat.services.users import utcnow
+from imchat.stores import conversations as conversation_store
 from imchat.stores import groups as group_store
 from imchat.stores import users as user_store
 from imchat.stores.groups import GroupRecord, MemberRecord
@@ -129,11 +130,23 @@ def _changing(
     with services.db.session() as session:
         yield session, change
         if change.events:
+            _update_conversation_members(session, change)
             services.cache.delete(cache_key(group_id))
             records = change.changes(group_store.member_ids(session, group_id))
     if change.events:
         _invalidate_after_commit(services, group_id)
         _publish(services, group_id, records)
+
+
+def _update_conversation_members(session: Session, change: _Change) -> None:
+    """In the membership transaction: who joins the group's conversation (from
+    its current seq on) and whose window in it closes."""
+    joined = [user_id for event, user_id, _, _ in change.events if event == MEMBER_ADDED]
+    if joined:
+        conversation_store.join_group(session, change.group_id, joined, int(time.time() * 1000))
+    for event, user_id, _, _ in change.events:
+        if event == MEMBER_REMOVED:
+            conversation_store.leave_group(session, change.group_id, user_id)
 
 
 def _publish(services: Services, group_id: str, changes: list[MembershipChange]) -> None:

@@ -1,7 +1,8 @@
 """The beat jobs (celery beat schedules them, see imchat/celery_app.py) and daily stats.
 
-- ``imchat.purge_expired_pending``, hourly: pending rows older than
-  ``pending_retention_days`` (7 days, the contract's guarantee 5).
+- ``imchat.purge_expired_history``, hourly: messages older than
+  ``history_retention_days`` (365 days; 0 keeps them for ever), which are
+  also the pending messages: nothing pending outlives its history.
 - ``imchat.count_daily_stats``, every 10 minutes for today and at 00:05 UTC
   for yesterday: active users into ``daily_stats``, old ``active_users_daily``
   rows purged. The message counts are kept by the bus consumer
@@ -30,12 +31,12 @@ from typing import Any
 from imchat.config import DAY
 from imchat.container import Services
 from imchat.services.jobs import job
+from imchat.stores import history
 from imchat.stores import stats as stats_store
-from imchat.stores.models import OfflineMessage
 
 log = logging.getLogger("imchat.maintenance")
 
-PURGE_EXPIRED_PENDING = "imchat.purge_expired_pending"
+PURGE_EXPIRED_HISTORY = "imchat.purge_expired_history"
 COUNT_DAILY_STATS = "imchat.count_daily_stats"
 PRUNE_STALE_ROUTES = "imchat.prune_stale_routes"
 
@@ -50,28 +51,33 @@ ACTIVE_USERS_KEEP_DAYS = 35
 PRUNE_MAX_ROUTES = 1_000
 
 
-# ------------------------------------------------------------ pending purge
-@job(PURGE_EXPIRED_PENDING)
-def purge_expired_pending(services: Services, payload: Any = None) -> None:
-    """Delete pending messages older than the retention (``pending_retention_days``)."""
-    retention_ms = services.settings.pending_retention_days * DAY * 1000
-    deleted = purge_pending_before(services, _now_ms() - retention_ms)
-    log.info("purged %d expired pending messages", deleted)
+# ------------------------------------------------------------ history purge
+@job(PURGE_EXPIRED_HISTORY)
+def purge_expired_history(services: Services, payload: Any = None) -> None:
+    """Delete messages older than the retention (``history_retention_days``; 0 keeps all)."""
+    days = services.settings.history_retention_days
+    if days <= 0:
+        log.debug("history retention 0: messages are kept for ever")
+        return
+    deleted = purge_history_before(services, _now_ms() - days * DAY * 1000)
+    log.info("purged %d messages past the history retention", deleted)
 
 
-def purge_pending_before(
+def purge_history_before(
     services: Services,
     cutoff_ms: int,
     batch: int = PURGE_BATCH,
     max_batches: int = PURGE_MAX_BATCHES,
 ) -> int:
-    """Delete pending rows with ``timestamp < cutoff_ms``, one transaction per batch."""
-    condition = OfflineMessage.timestamp < cutoff_ms
-    table = OfflineMessage.__table__
+    """Delete messages with ``ts < cutoff_ms``, one transaction per batch.
+
+    A pending message is never purged while its message is in history: it
+    *is* the history row, so both go together.
+    """
     deleted = 0
     for _ in range(max_batches):
         with services.db.session() as session:
-            count = stats_store.delete_batch(session, table, condition, batch)  # type: ignore[arg-type]
+            count = history.delete_before(session, cutoff_ms, batch)
         deleted += count
         if count < batch:
             break

@@ -1,73 +1,57 @@
-"""Pending messages: stored for each recipient until they confirm delivery."""
+"""Pending messages: a user's share of history above their delivered marks.
+
+Nothing is stored per recipient: a message is one history row, and a
+``delivered`` (or ``read``) frame raises the user's mark in its conversation.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from imchat import metrics
-from imchat.backends.base import SeqAssignment
 from imchat.services.jobs import job
-from imchat.stores import pending as pending_store
-from imchat.wire.bus import MessageEnvelope
+from imchat.stores import conversations as conversation_store
+from imchat.stores import history
 from imchat.wire.frames import MsgFrame
 
 if TYPE_CHECKING:
     from imchat.container import Services
 
 CONFIRM_DELIVERED = "imchat.confirm_delivered"
-# Rows per transaction: keeps one INSERT bounded for large groups.
-CHUNK = 1000
-# A row of offline_messages, as its columns.
-PendingRow = dict[str, Any]
 
 
-def pending_rows(
-    envelope: MessageEnvelope, assigned: SeqAssignment, recipients: list[str]
-) -> list[PendingRow]:
-    """One row per recipient of an accepted message."""
-    return [
-        {
-            "user_id": user_id,
-            "msg_id": assigned.msg_id,
-            "conversation_id": envelope.conversation_id,
-            "sequence_number": assigned.seq,
-            "sender_id": envelope.sender,
-            "group_id": envelope.group,
-            "body": envelope.body,
-            "timestamp": assigned.ts,
-        }
-        for user_id in recipients
-    ]
-
-
-def store_pending(services: Services, rows: list[PendingRow]) -> None:
-    """Idempotent: a row already stored for (user, msg_id) is left alone."""
-    with services.db.session() as session:
-        pending_store.store(session, rows)
+def msg_frame_of(message: history.MessageRecord) -> MsgFrame:
+    """A stored message as the ``msg`` frame it was pushed as."""
+    return MsgFrame(
+        msg_id=message.msg_id,
+        conversation_id=message.conversation_id,
+        seq=message.seq,
+        sender=message.sender_id,
+        body=message.body or "",
+        ts=message.ts,
+        to=message.recipient_id,
+        group=message.group_id,
+        reply_to=message.reply_to,
+    )
 
 
 @job(CONFIRM_DELIVERED)
 def confirm_delivered(services: Services, marks: list[list[Any]]) -> None:
-    """``marks`` are [user_id, conversation_id, seq] triples from ``delivered`` frames."""
+    """``marks`` are [user_id, conversation_id, seq] triples from ``delivered``
+    frames, or [user_id, conversation_id, delivered, read] from newer gateways."""
     with services.db.session() as session:
-        for user_id, conversation_id, seq in marks:
-            pending_store.confirm(session, str(user_id), str(conversation_id), int(seq))
+        for user_id, conversation_id, delivered, *read in marks:
+            conversation_store.move_marks(
+                session,
+                str(user_id),
+                str(conversation_id),
+                int(delivered),
+                int(read[0] if read else 0),
+            )
     metrics.PENDING_CONFIRMED.inc(len(marks))
 
 
 def load_pending(services: Services, user_id: str, limit: int = 100_000) -> list[MsgFrame]:
     """The user's pending messages as ``msg`` frames, in seq order per conversation."""
     with services.db.session() as session:
-        return [
-            MsgFrame(
-                msg_id=r.msg_id,
-                conversation_id=r.conversation_id,
-                seq=r.sequence_number,
-                sender=r.sender_id,
-                body=r.body,
-                ts=r.timestamp,
-                to=None if r.group_id else r.user_id,
-                group=r.group_id or None,
-            )
-            for r in pending_store.for_user(session, user_id, limit)
-        ]
+        return [msg_frame_of(m) for m in history.pending_for(session, user_id, limit)]

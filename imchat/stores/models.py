@@ -10,6 +10,7 @@ from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
     DateTime,
@@ -19,6 +20,8 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -85,32 +88,74 @@ class GroupMember(Base):
     joined_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
 
 
-class OfflineMessage(Base):
-    """A pending message: kept for its recipient until they confirm delivery.
+class Message(Base):
+    """A message in its conversation's history: stored once, however many recipients.
 
-    The primary key (user_id, msg_id) makes storing a message twice for one
-    recipient a no-op, so fan-out tasks can be retried safely. On MySQL the
-    table is split into 16 partitions by user_id (the seed's layout), which
-    requires user_id in every unique key: hence no foreign keys here.
+    The primary key (conversation, seq) makes a page of history one index
+    range; on MySQL the table is split into 16 partitions by conversation,
+    which requires the conversation in every unique key. The sender's client
+    id is unique per conversation, so a resend after the loss of Redis finds
+    the first message instead of becoming a second one.
     """
 
-    __tablename__ = "offline_messages"
+    __tablename__ = "messages"
     __table_args__ = (
-        Index("ix_offline_messages_user_conv_seq", "user_id", "conversation_id", "sequence_number"),
-        Index("ix_offline_messages_timestamp", "timestamp"),
-        Index("ix_offline_messages_conversation_id", "conversation_id"),
-        {"mysql_partition_by": "KEY(user_id)", "mysql_partitions": "16"},
+        UniqueConstraint("conversation_id", "sender_id", "client_id"),
+        Index("ix_messages_ts", "ts"),
+        {"mysql_partition_by": "KEY(conversation_id)", "mysql_partitions": "16"},
     )
 
-    user_id: Mapped[str] = mapped_column(ID, primary_key=True)
-    msg_id: Mapped[str] = mapped_column(ID, primary_key=True)
-    conversation_id: Mapped[str] = mapped_column(CONVERSATION_ID)
-    sequence_number: Mapped[int] = mapped_column(BigInteger)
+    conversation_id: Mapped[str] = mapped_column(CONVERSATION_ID, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    msg_id: Mapped[str] = mapped_column(ID)
     sender_id: Mapped[str] = mapped_column(ID)
+    client_id: Mapped[str] = mapped_column(String(64))
+    # The recipient of a direct message, or the group of a group message.
+    recipient_id: Mapped[str | None] = mapped_column(ID)
     group_id: Mapped[str | None] = mapped_column(ID)
-    body: Mapped[str] = mapped_column(Text)
-    # Milliseconds since the epoch, as in the wire protocol's "ts".
-    timestamp: Mapped[int] = mapped_column(BigInteger)
+    # None once the message is deleted: its text is gone from storage.
+    body: Mapped[str | None] = mapped_column(Text)
+    # Milliseconds since the epoch, as the wire protocol's "ts".
+    ts: Mapped[int] = mapped_column(BigInteger)
+    reply_to: Mapped[int | None] = mapped_column(BigInteger)
+    edited_at: Mapped[int | None] = mapped_column(BigInteger)
+    deleted: Mapped[bool] = mapped_column(Boolean, server_default=false())
+
+
+class Conversation(Base):
+    """A conversation's last seq and last activity (ms): one row updated per batch."""
+
+    __tablename__ = "conversations"
+
+    conversation_id: Mapped[str] = mapped_column(CONVERSATION_ID, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    group_id: Mapped[str | None] = mapped_column(ID)
+    last_seq: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    last_ts: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class ConversationMember(Base):
+    """One user's place in one conversation: their marks, and for a group the
+    seqs between which its messages are theirs (after ``joined_seq``, up to
+    ``left_seq`` once they left). Marks never move back.
+
+    A user's pending messages are the others' messages above
+    ``delivered_seq``: nothing is stored per recipient.
+    """
+
+    __tablename__ = "conversation_members"
+    __table_args__ = (Index("ix_conversation_members_conversation_id", "conversation_id"),)
+
+    user_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(CONVERSATION_ID, primary_key=True)
+    # The other user of a direct conversation.
+    peer_id: Mapped[str | None] = mapped_column(ID)
+    joined_seq: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    left_seq: Mapped[int | None] = mapped_column(BigInteger)
+    delivered_seq: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    read_seq: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # When the user joined (ms): a group's activity before its first message.
+    joined_ts: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class SequenceSnapshot(Base):
@@ -129,41 +174,12 @@ class SequenceSnapshot(Base):
     )
 
 
-__all__ = [
-    "ROLES",
-    "Base",
-    "DeliveryMark",
-    "Group",
-    "GroupMember",
-    "OfflineMessage",
-    "SequenceSnapshot",
-    "User",
-]
-
-
-class DeliveryMark(Base):
-    """How far a user has confirmed each conversation (``delivered`` frames).
-
-    Pending rows at or below the mark are never pushed, so a pending row
-    stored after its ``delivered`` arrived (the two race) is harmless.
-    """
-
-    __tablename__ = "delivery_marks"
-
-    user_id: Mapped[str] = mapped_column(ID, primary_key=True)
-    conversation_id: Mapped[str] = mapped_column(CONVERSATION_ID, primary_key=True)
-    sequence_number: Mapped[int] = mapped_column(BigInteger)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime, server_default=func.now(), onupdate=func.now()
-    )
-
-
 class DailyStats(Base):
     """One UTC day of traffic, for ops (``python -m imchat stats``).
 
     The message counts are atomic increments made by the bus consumer as it
-    delivers (``imchat.services.stats``): messages are not kept
-    once delivered, so they can only be counted on the way through.
+    delivers (``imchat.services.stats``), in the transaction of each batch:
+    counting them afterwards would mean scanning the history.
     ``active_users`` is rolled up from ``active_users_daily`` by a beat job.
     """
 

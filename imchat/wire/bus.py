@@ -31,6 +31,7 @@ class MessageEnvelope(Record):
     conn: str = wire_field()
     to: str | None = wire_field(omit_none=True, default=None)
     group: str | None = wire_field(omit_none=True, default=None)
+    reply_to: int | None = wire_field(omit_none=True, default=None)
     v: int = wire_field(default=WIRE_VERSION)
 
     @property

@@ -38,6 +38,8 @@ class MsgFrame(Record):
     ts: int = wire_field(default=0)
     to: str | None = wire_field(omit_none=True, default=None)
     group: str | None = wire_field(omit_none=True, default=None)
+    # The seq of the message this one answers, in the same conversation.
+    reply_to: int | None = wire_field(omit_none=True, default=None)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -30,10 +31,9 @@ from imchat.container import Services
 from imchat.ops import cli, migrate
 from imchat.services import maintenance, stats
 from imchat.services.jobs import JOBS
-from imchat.stores import db
-from imchat.stores import pending as pending_store
+from imchat.stores import db, history
 from imchat.stores import stats as stats_store
-from imchat.stores.models import ActiveUserDay, DailyStats, OfflineMessage
+from imchat.stores.models import ActiveUserDay, DailyStats, Message
 from imchat.wire.bus import MessageEnvelope
 
 NOW_MS = int(time.time() * 1000)
@@ -76,34 +76,38 @@ def services(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Ser
         migrate.upgrade(settings)
     built = Services(settings)
     with built.db.session() as session:
-        for table in ("offline_messages", "daily_stats", "active_users_daily"):
+        for table in ("messages", "daily_stats", "active_users_daily"):
             session.execute(text(f"DELETE FROM {table}"))
     yield built
     built.close()
 
 
-def pending_row(age_days: float, user: str = "u1", **extra: Any) -> dict[str, Any]:
-    row = {
-        "user_id": user,
-        "msg_id": uuid.uuid4().hex,
-        "conversation_id": "d:a:b",
-        "sequence_number": 1,
+SEQS = itertools.count(1)
+
+
+def history_row(age_days: float, conversation: str = "d:a:b") -> dict[str, Any]:
+    """A message ``age_days`` old, spread over 16 conversations (and partitions) by the caller."""
+    msg_id = uuid.uuid4().hex
+    return {
+        "conversation_id": conversation,
+        "seq": next(SEQS),
+        "msg_id": msg_id,
         "sender_id": "a",
-        "group_id": None,
+        "client_id": msg_id,
+        "recipient_id": "b",
         "body": "hi",
-        "timestamp": NOW_MS - int(age_days * DAY * 1000),
+        "ts": NOW_MS - int(age_days * DAY * 1000),
     }
-    return row | extra
 
 
 def store(services: Services, rows: list[dict[str, Any]]) -> None:
     with services.db.session() as session:
-        pending_store.store(session, rows)
+        history.append(session, rows)
 
 
-def pending_ids(services: Services) -> set[str]:
+def message_ids(services: Services) -> set[str]:
     with services.db.session() as session:
-        return set(session.scalars(select(OfflineMessage.msg_id)))
+        return set(session.scalars(select(Message.msg_id)))
 
 
 def run_at_once(work: Callable[[], Any], times: int) -> list[Any]:
@@ -169,49 +173,59 @@ def today() -> date:
 
 
 # --------------------------------------------------------------- the purge
-def test_purge_deletes_only_pending_older_than_the_retention(services: Services) -> None:
-    old = [pending_row(8, user=f"u{i}") for i in range(5)]
-    young = [pending_row(6.9), pending_row(0)]
+def test_purge_deletes_only_history_older_than_the_retention(services: Services) -> None:
+    old = [history_row(366, conversation=f"d:a:u{i}") for i in range(5)]
+    young = [history_row(364), history_row(0)]
     store(services, old + young)
 
-    JOBS[maintenance.PURGE_EXPIRED_PENDING](services, None)
+    JOBS[maintenance.PURGE_EXPIRED_HISTORY](services, None)
 
-    assert pending_ids(services) == {r["msg_id"] for r in young}
-    JOBS[maintenance.PURGE_EXPIRED_PENDING](services, None)  # again: nothing more goes
-    assert pending_ids(services) == {r["msg_id"] for r in young}
+    assert message_ids(services) == {r["msg_id"] for r in young}
+    JOBS[maintenance.PURGE_EXPIRED_HISTORY](services, None)  # again: nothing more goes
+    assert message_ids(services) == {r["msg_id"] for r in young}
 
 
 def test_purge_follows_the_retention_setting(services: Services) -> None:
-    store(services, [pending_row(2), keep := pending_row(0.5)])
-    short = Services(services.settings.replace(pending_retention_days=1))
+    store(services, [history_row(2), keep := history_row(0.5)])
+    short = Services(services.settings.replace(history_retention_days=1))
     try:
-        maintenance.purge_expired_pending(short)
-        assert pending_ids(services) == {keep["msg_id"]}
+        maintenance.purge_expired_history(short)
+        assert message_ids(services) == {keep["msg_id"]}
     finally:
         short.close()
 
 
-def test_purge_is_batched_and_bounded_per_run(services: Services) -> None:
-    store(services, [pending_row(10, user=f"u{i % 3}") for i in range(11)])
-    cutoff = NOW_MS - 7 * DAY * 1000
+def test_a_retention_of_zero_keeps_history_for_ever(services: Services) -> None:
+    store(services, [ancient := history_row(10_000)])
+    forever = Services(services.settings.replace(history_retention_days=0))
+    try:
+        maintenance.purge_expired_history(forever)
+        assert message_ids(services) == {ancient["msg_id"]}
+    finally:
+        forever.close()
 
-    assert maintenance.purge_pending_before(services, cutoff, batch=3, max_batches=2) == 6
-    assert len(pending_ids(services)) == 5
-    assert maintenance.purge_pending_before(services, cutoff, batch=3, max_batches=2) == 5
-    assert maintenance.purge_pending_before(services, cutoff, batch=3, max_batches=2) == 0
+
+def test_purge_is_batched_and_bounded_per_run(services: Services) -> None:
+    store(services, [history_row(400, conversation=f"d:a:u{i % 3}") for i in range(11)])
+    cutoff = NOW_MS - 365 * DAY * 1000
+
+    assert maintenance.purge_history_before(services, cutoff, batch=3, max_batches=2) == 6
+    assert len(message_ids(services)) == 5
+    assert maintenance.purge_history_before(services, cutoff, batch=3, max_batches=2) == 5
+    assert maintenance.purge_history_before(services, cutoff, batch=3, max_batches=2) == 0
 
 
 def test_two_purges_at_once_delete_each_row_once(services: Services) -> None:
-    old = [pending_row(9, user=f"u{i % 16}") for i in range(400)]
-    store(services, [*old, young := pending_row(1)])
-    cutoff = NOW_MS - 7 * DAY * 1000
+    old = [history_row(400, conversation=f"d:a:u{i % 16}") for i in range(400)]
+    store(services, [*old, young := history_row(1)])
+    cutoff = NOW_MS - 365 * DAY * 1000
 
     deleted = run_at_once(
-        lambda: maintenance.purge_pending_before(services, cutoff, batch=25, max_batches=100), 2
+        lambda: maintenance.purge_history_before(services, cutoff, batch=25, max_batches=100), 2
     )
 
     assert sum(deleted) == len(old)
-    assert pending_ids(services) == {young["msg_id"]}
+    assert message_ids(services) == {young["msg_id"]}
 
 
 # ------------------------------------------------------------ daily stats

@@ -143,7 +143,7 @@ def test_a_batch_of_a_newer_release_decodes() -> None:
     data["v"] = 9
     data["receipts"] = [["anything"]]
     data["acks"][0].append("a later position")
-    data["msgs"][0][0]["reply_to"] = "m0"
+    data["msgs"][0][0]["thread"] = "t0"
     decoded = GatewayBatch.decode(json.dumps(data))
     assert decoded.acks == batch().acks and decoded.msgs == batch().msgs
 

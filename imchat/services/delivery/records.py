@@ -1,25 +1,25 @@
 """The bus consumer's work on one batch: seqs, pending rows, pushes, acks.
 
 Order matters for the guarantees: seqs are assigned in bus order (one
-partition per conversation), pending rows are made durable before anything
+partition per conversation), messages are stored in history before anything
 is pushed, and the caller commits the bus offsets only after this returns.
-A batch replayed after a crash gets the same seqs back (``assign`` is
-idempotent per sender client id) and stores nothing twice.
+A batch replayed after a crash gets the same seqs back (history and the
+sequence store both know each sender's client ids) and stores nothing twice.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from imchat import metrics
-from imchat.backends.base import BusRecord, SeqAssignment, SeqRequest
+from imchat.backends.base import BusRecord, SeqRequest
 from imchat.services import groups, sequences, stats
 from imchat.services.delivery.outbox import Outbox
-from imchat.services.pending import CHUNK, PendingRow, pending_rows, store_pending
-from imchat.stores import db
-from imchat.stores import pending as pending_store
+from imchat.stores import conversations as conversation_store
+from imchat.stores import db, history
 from imchat.wire.bus import MembershipChange, MessageEnvelope
 from imchat.wire.codec import Record, WireError
 from imchat.wire.frames import AckFrame, EventFrame, MsgFrame
@@ -56,45 +56,107 @@ def _decode(kind: type[R], record: BusRecord) -> R | None:
         return None
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """A message of the batch with its seq: to store and push, or to ack only."""
+
+    envelope: MessageEnvelope
+    msg_id: str
+    seq: int
+    ts: int
+    # False for a resend of a message already accepted under another msg_id.
+    push: bool
+    # False when history has it already (a batch replayed after a crash).
+    fresh: bool
+
+
 def _deliver_messages(services: Services, envelopes: list[MessageEnvelope], outbox: Outbox) -> None:
-    requests = [SeqRequest(e.conversation_id, e.dedup_key, e.msg_id, e.ts) for e in envelopes]
-    assignments = sequences.assign(services, requests)
-    rows: list[PendingRow] = []
-    fanouts: list[tuple[MessageEnvelope, MsgFrame, list[str]]] = []
-    for envelope, assigned in zip(envelopes, assignments, strict=True):
-        outbox.ack(envelope.gateway, envelope.conn, ack_frame(envelope, assigned))
-        if assigned.duplicate and assigned.msg_id != envelope.msg_id:
-            continue  # a resend of a message already accepted: ack only
-        recipients = _recipients(services, envelope)
-        rows += pending_rows(envelope, assigned, recipients)
-        fanouts.append((envelope, msg_frame(envelope, assigned), recipients))
+    accepted = _assign(services, envelopes)
+    for item in accepted:
+        outbox.ack(item.envelope.gateway, item.envelope.conn, ack_frame(item))
+    pushed = [a for a in accepted if a.push]
     # Stored here, before any push, rather than in a Celery task: a recipient
     # who connects between the push and a task's insert would miss the message
-    # (not routed yet for the push, not stored yet for the pending fetch).
-    # A replayed batch (all duplicates) is not counted twice in the stats.
-    fresh = [e for e, a in zip(envelopes, assignments, strict=True) if not a.duplicate]
-    _store(services, rows, fresh)
-    for envelope, frame, recipients in fanouts:
-        outbox.push_message(frame, [*recipients, envelope.sender], envelope.conn)
+    # (not routed yet for the push, not in history yet for the pending fetch).
+    _store(services, pushed)
+    for item in pushed:
+        frame = msg_frame(item)
+        recipients = _recipients(services, item.envelope)
+        outbox.push_message(frame, [*recipients, item.envelope.sender], item.envelope.conn)
         trace = {"msg_id": frame.msg_id, "conversation_id": frame.conversation_id}
-        log.debug("assigned seq %d, stored for %d, pushed", frame.seq, len(recipients), extra=trace)
+        log.debug("assigned seq %d, pushed to %d", frame.seq, len(recipients), extra=trace)
 
 
-def _store(services: Services, rows: list[PendingRow], fresh: list[MessageEnvelope]) -> None:
-    """Pending rows in bounded transactions; the daily counters ride on the
-    last one: one commit per batch, and a batch rolled back is counted zero
-    times. Insert-ignore makes a transaction tried again store nothing twice."""
-    chunks = [rows[start : start + CHUNK] for start in range(0, len(rows), CHUNK)] or [[]]
-    for chunk in chunks[:-1]:
-        store_pending(services, chunk)
+def _assign(services: Services, envelopes: list[MessageEnvelope]) -> list[Accepted]:
+    """Each message's seq: from history when it is stored already (a resend, even
+    after the loss of Redis, or a replayed batch), else from the sequence store."""
+    with services.db.session() as session:
+        stored = history.sent_before(session, [_sent_key(e) for e in envelopes])
+    unseen = [e for e in envelopes if _sent_key(e) not in stored]
+    requests = [SeqRequest(e.conversation_id, e.dedup_key, e.msg_id, e.ts) for e in unseen]
+    assigned = dict(zip(map(id, unseen), sequences.assign(services, requests), strict=True))
+    accepted = []
+    for envelope in envelopes:
+        earlier = stored.get(_sent_key(envelope))
+        if earlier is not None:
+            same = earlier.msg_id == envelope.msg_id
+            item = Accepted(envelope, earlier.msg_id, earlier.seq, earlier.ts, same, False)
+        else:
+            seq = assigned[id(envelope)]
+            resend = seq.duplicate and seq.msg_id != envelope.msg_id
+            item = Accepted(envelope, seq.msg_id, seq.seq, seq.ts, not resend, not seq.duplicate)
+        accepted.append(item)
+    return accepted
 
-    def last() -> None:
+
+def _sent_key(envelope: MessageEnvelope) -> tuple[str, str, str]:
+    return envelope.conversation_id, envelope.sender, envelope.cid
+
+
+def _store(services: Services, accepted: list[Accepted]) -> None:
+    """History rows, conversations' last seqs, direct members and the daily
+    counters in one transaction: one commit per batch, a batch rolled back is
+    counted zero times, and insert-ignore makes a retried one store nothing twice."""
+    rows = [_history_row(a) for a in accepted]
+    activity: dict[str, conversation_store.Activity] = {}
+    for item in accepted:
+        e, known = item.envelope, activity.get(item.envelope.conversation_id)
+        if known is None or item.seq > known.last_seq:
+            activity[e.conversation_id] = conversation_store.Activity(
+                e.kind, e.group, item.seq, item.ts
+            )
+    direct = [
+        (a.envelope.conversation_id, a.envelope.sender, a.envelope.to)
+        for a in accepted
+        if a.envelope.to is not None
+    ]
+
+    def write() -> None:
         with services.db.session() as session:
-            pending_store.store(session, chunks[-1])
-            stats.record_messages(session, fresh)
+            history.append(session, rows)
+            conversation_store.record_activity(session, activity)
+            conversation_store.add_direct_members(session, direct)
+            stats.record_messages(session, [a.envelope for a in accepted if a.fresh])
 
-    db.retry_lock_conflicts(last)
-    metrics.PENDING_STORED.inc(len(rows))
+    if accepted:
+        db.retry_lock_conflicts(write)
+    metrics.HISTORY_STORED.inc(sum(a.fresh for a in accepted))
+
+
+def _history_row(item: Accepted) -> history.HistoryRow:
+    e = item.envelope
+    return {
+        "conversation_id": e.conversation_id,
+        "seq": item.seq,
+        "msg_id": item.msg_id,
+        "sender_id": e.sender,
+        "client_id": e.cid,
+        "recipient_id": e.to,
+        "group_id": e.group,
+        "body": e.body,
+        "ts": item.ts,
+        "reply_to": e.reply_to,
+    }
 
 
 def _recipients(services: Services, envelope: MessageEnvelope) -> list[str]:
@@ -105,22 +167,23 @@ def _recipients(services: Services, envelope: MessageEnvelope) -> list[str]:
     return [envelope.to] if envelope.to and envelope.to != envelope.sender else []
 
 
-def ack_frame(envelope: MessageEnvelope, assigned: SeqAssignment) -> AckFrame:
-    return AckFrame(
-        envelope.cid, assigned.msg_id, envelope.conversation_id, assigned.seq, assigned.ts
-    )
+def ack_frame(item: Accepted) -> AckFrame:
+    e = item.envelope
+    return AckFrame(e.cid, item.msg_id, e.conversation_id, item.seq, item.ts)
 
 
-def msg_frame(envelope: MessageEnvelope, assigned: SeqAssignment) -> MsgFrame:
+def msg_frame(item: Accepted) -> MsgFrame:
+    e = item.envelope
     return MsgFrame(
-        msg_id=assigned.msg_id,
-        conversation_id=envelope.conversation_id,
-        seq=assigned.seq,
-        sender=envelope.sender,
-        body=envelope.body,
-        ts=assigned.ts,
-        to=envelope.to,
-        group=envelope.group,
+        msg_id=item.msg_id,
+        conversation_id=e.conversation_id,
+        seq=item.seq,
+        sender=e.sender,
+        body=e.body,
+        ts=item.ts,
+        to=e.to,
+        group=e.group,
+        reply_to=e.reply_to,
     )
 
 

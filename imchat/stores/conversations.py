@@ -1,0 +1,262 @@
+"""conversations and conversation_members: last seqs, activity, and each user's marks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Table, and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from imchat.stores import history
+from imchat.stores.models import Conversation, ConversationMember, Group, Message
+from imchat.stores.sql import insert_ignore
+
+CONVERSATIONS: Table = Conversation.__table__  # type: ignore[assignment]
+MEMBERS: Table = ConversationMember.__table__  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class Activity:
+    """A conversation's newest message in one delivery batch."""
+
+    kind: str
+    group_id: str | None
+    last_seq: int
+    last_ts: int
+
+
+@dataclass(frozen=True)
+class Membership:
+    user_id: str
+    conversation_id: str
+    peer_id: str | None
+    joined_seq: int
+    left_seq: int | None
+    delivered_seq: int
+    read_seq: int
+
+    def sees(self, seq: int) -> bool:
+        """Whether message ``seq`` is within this member's window."""
+        return seq > self.joined_seq and (self.left_seq is None or seq <= self.left_seq)
+
+
+@dataclass(frozen=True)
+class ConversationView:
+    """A conversation as one of its users sees it."""
+
+    conversation_id: str
+    kind: str
+    peer_id: str | None
+    group_id: str | None
+    name: str | None
+    last_seq: int
+    last_ts: int
+    delivered_seq: int
+    read_seq: int
+    unread: int
+    last_message: history.MessageRecord | None
+
+
+def record_activity(session: Session, activity: Mapping[str, Activity]) -> None:
+    """Create the conversations seen first and raise each one's last seq (and
+    with it the activity time). Sorted: concurrent consumers lock in one order."""
+    ids = sorted(activity)
+    insert_ignore(
+        session,
+        CONVERSATIONS,
+        [
+            {"conversation_id": c, "kind": activity[c].kind, "group_id": activity[c].group_id}
+            for c in ids
+        ],
+    )
+    for conversation_id in ids:
+        seen = activity[conversation_id]
+        session.execute(
+            update(Conversation)
+            .where(
+                Conversation.conversation_id == conversation_id,
+                Conversation.last_seq < seen.last_seq,
+            )
+            .values(last_seq=seen.last_seq, last_ts=seen.last_ts)
+        )
+
+
+def add_direct_members(session: Session, pairs: Sequence[tuple[str, str, str]]) -> None:
+    """Both users of each (conversation, sender, recipient), unless they are there."""
+    rows = {}
+    for conversation_id, sender_id, recipient_id in pairs:
+        for user, peer in ((sender_id, recipient_id), (recipient_id, sender_id)):
+            rows[(user, conversation_id)] = {
+                "user_id": user,
+                "conversation_id": conversation_id,
+                "peer_id": peer,
+            }
+    insert_ignore(session, MEMBERS, [rows[k] for k in sorted(rows)])
+
+
+def join_group(session: Session, group_id: str, user_ids: Sequence[str], now_ms: int) -> None:
+    """Members of the group's conversation from its current seq on (again, after leaving)."""
+    conversation_id = group_conversation(group_id)
+    row = {"conversation_id": conversation_id, "kind": "group", "group_id": group_id}
+    insert_ignore(session, CONVERSATIONS, [{**row, "last_ts": now_ms}])
+    last_seq = int(
+        session.scalar(
+            select(Conversation.last_seq).where(Conversation.conversation_id == conversation_id)
+        )
+        or 0
+    )
+    window = {
+        "joined_seq": last_seq,
+        "left_seq": None,
+        "delivered_seq": last_seq,
+        "read_seq": last_seq,
+        "joined_ts": now_ms,
+    }
+    users = sorted(set(user_ids))
+    insert_ignore(
+        session,
+        MEMBERS,
+        [{"user_id": u, "conversation_id": conversation_id, **window} for u in users],
+    )
+    # A former member coming back: only what is said from now on is theirs.
+    session.execute(
+        update(ConversationMember)
+        .where(
+            ConversationMember.conversation_id == conversation_id,
+            ConversationMember.user_id.in_(users),
+            ConversationMember.left_seq.is_not(None),
+        )
+        .values(**window)
+    )
+
+
+def leave_group(session: Session, group_id: str, user_id: str) -> None:
+    """The member's window closes at the group's current seq."""
+    conversation_id = group_conversation(group_id)
+    last_seq = (
+        select(Conversation.last_seq)
+        .where(Conversation.conversation_id == conversation_id)
+        .scalar_subquery()
+    )
+    session.execute(
+        update(ConversationMember)
+        .where(
+            ConversationMember.user_id == user_id,
+            ConversationMember.conversation_id == conversation_id,
+            ConversationMember.left_seq.is_(None),
+        )
+        .values(left_seq=func.coalesce(last_seq, 0))
+    )
+
+
+def group_conversation(group_id: str) -> str:
+    return f"g:{group_id}"
+
+
+def membership(session: Session, user_id: str, conversation_id: str) -> Membership | None:
+    row = session.get(ConversationMember, (user_id, conversation_id))
+    if row is None:
+        return None
+    return Membership(
+        row.user_id,
+        row.conversation_id,
+        row.peer_id,
+        row.joined_seq,
+        row.left_seq,
+        row.delivered_seq,
+        row.read_seq,
+    )
+
+
+def move_marks(
+    session: Session, user_id: str, conversation_id: str, delivered: int, read: int
+) -> bool:
+    """Raise the user's delivered and read marks (never lower them); whether one moved.
+
+    Reading implies delivery: the delivered mark is raised to the read one too.
+    """
+    delivered = max(delivered, read)
+    member = ConversationMember
+    mine = and_(member.user_id == user_id, member.conversation_id == conversation_id)
+    moved = 0
+    for column, seq in ((member.delivered_seq, delivered), (member.read_seq, read)):
+        if seq > 0:
+            result = session.execute(
+                update(member).where(mine, column < seq).values({column.key: seq})
+            )
+            moved += int(result.rowcount)  # type: ignore[attr-defined]
+    return moved > 0
+
+
+def for_user(
+    session: Session,
+    user_id: str,
+    limit: int,
+    before: tuple[int, str] | None = None,
+    conversation_id: str | None = None,
+) -> list[ConversationView]:
+    """The user's conversations, most recent activity first, with each one's last
+    message and unread count, in one query. Former members' groups are left out."""
+    member, conv = ConversationMember, Conversation
+    unread = (
+        select(func.count())
+        .select_from(Message)
+        .where(
+            Message.conversation_id == member.conversation_id,
+            Message.seq > member.read_seq,
+            Message.seq > member.joined_seq,
+            Message.sender_id != user_id,
+        )
+        .correlate(member)
+        .scalar_subquery()
+    )
+    query = (
+        select(member, conv, Group.name, Message, unread)
+        .join(conv, conv.conversation_id == member.conversation_id)
+        .outerjoin(Group, Group.group_id == conv.group_id)
+        .outerjoin(
+            Message,
+            and_(
+                Message.conversation_id == conv.conversation_id,
+                Message.seq == conv.last_seq,
+                Message.seq > member.joined_seq,
+            ),
+        )
+        .where(member.user_id == user_id, member.left_seq.is_(None))
+        # A direct conversation is listed from its first message on.
+        .where(or_(conv.kind == "group", conv.last_seq > 0))
+    )
+    if conversation_id is not None:
+        query = query.where(member.conversation_id == conversation_id)
+    activity = func.greatest if session.get_bind().dialect.name == "mysql" else func.max
+    active_at = activity(conv.last_ts, member.joined_ts)
+    if before is not None:
+        ts, last_id = before
+        query = query.where(
+            or_(active_at < ts, and_(active_at == ts, conv.conversation_id < last_id))
+        )
+    query = query.order_by(active_at.desc(), conv.conversation_id.desc()).limit(limit)
+    return [_view(*row) for row in session.execute(query)]
+
+
+def _view(
+    member: ConversationMember,
+    conv: Conversation,
+    name: str | None,
+    last: Message | None,
+    unread: int,
+) -> ConversationView:
+    return ConversationView(
+        conversation_id=conv.conversation_id,
+        kind=conv.kind,
+        peer_id=member.peer_id,
+        group_id=conv.group_id,
+        name=name,
+        last_seq=conv.last_seq,
+        last_ts=max(conv.last_ts, member.joined_ts),
+        delivered_seq=member.delivered_seq,
+        read_seq=member.read_seq,
+        unread=int(unread or 0),
+        last_message=history.record_of(last) if last is not None else None,
+    )
