@@ -27,7 +27,7 @@ import uuid
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import websocket
 
@@ -121,6 +121,50 @@ class ApiClient:
     def remove_member(self, token: str, group_id: str, user_id: str) -> None:
         self.call("DELETE", f"/api/v1/groups/{group_id}/members/{user_id}", token=token)
 
+    def groups(self, token: str) -> list[Frame]:
+        """Every group of the caller, with the caller's ``role``."""
+        groups: list[Frame] = self.call("GET", "/api/v1/groups", token=token)["groups"]
+        return groups
+
+    def conversations(self, token: str, limit: int = 50, before: str | None = None) -> Frame:
+        """A page ``{"conversations", "next"}``, most recent activity first."""
+        query = {"limit": limit, **({"before": before} if before else {})}
+        page: Frame = self.call("GET", f"/api/v1/conversations?{urlencode(query)}", token=token)
+        return page
+
+    def conversation(self, token: str, conversation_id: str) -> Frame:
+        path = f"/api/v1/conversations/{quote(conversation_id, safe='')}"
+        found: Frame = self.call("GET", path, token=token)
+        return found
+
+    def history(
+        self,
+        token: str,
+        conversation_id: str,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+        limit: int = 50,
+    ) -> Frame:
+        """A page ``{"messages", "has_more"}`` of the conversation, ascending."""
+        query: dict[str, int] = {"limit": limit}
+        if before_seq is not None:
+            query["before_seq"] = before_seq
+        if after_seq is not None:
+            query["after_seq"] = after_seq
+        path = f"/api/v1/conversations/{quote(conversation_id, safe='')}/messages"
+        page: Frame = self.call("GET", f"{path}?{urlencode(query)}", token=token)
+        return page
+
+    def all_messages(self, token: str, conversation_id: str) -> list[Frame]:
+        """The whole history the caller may read, oldest first (paged forward)."""
+        messages: list[Frame] = []
+        while True:
+            after = messages[-1]["seq"] if messages else 0
+            page = self.history(token, conversation_id, after_seq=after, limit=100)
+            messages += page["messages"]
+            if not page["has_more"]:
+                return messages
+
     def connect(self, token: str, timeout: float = 10.0) -> ChatConnection:
         return ChatConnection(self.base_url, token, timeout)
 
@@ -143,6 +187,7 @@ class ChatConnection:
         self._lock = threading.Lock()
         self._synced: queue.Queue[int] = queue.Queue()
         self._pongs: queue.Queue[Frame] = queue.Queue()
+        self.receipts: queue.Queue[Frame] = queue.Queue()
         self.synced_count: int | None = None
         self._open()
 
@@ -177,6 +222,8 @@ class ChatConnection:
             self._synced.put(self.synced_count)
         elif kind == "pong":
             self._pongs.put(frame)
+        elif kind == "receipt":
+            self.receipts.put(frame)
         else:
             self.errors.put(frame)
 
@@ -189,7 +236,12 @@ class ChatConnection:
         self.ws.send(json.dumps(frame))
 
     def send_nowait(
-        self, body: str, to: str | None = None, group: str | None = None, cid: str | None = None
+        self,
+        body: str,
+        to: str | None = None,
+        group: str | None = None,
+        cid: str | None = None,
+        reply_to: int | None = None,
     ) -> str:
         """Send a message; return its client id (wait for it with ``wait_ack``).
 
@@ -199,6 +251,8 @@ class ChatConnection:
         self._ack_queue(cid)
         frame: Frame = {"type": "send", "id": cid, "body": body}
         frame.update({"to": to} if to is not None else {"group": group})
+        if reply_to is not None:
+            frame["reply_to"] = reply_to
         self.unacked[cid] = frame
         with contextlib.suppress(websocket.WebSocketException, OSError):
             self.send_frame(frame)
@@ -215,14 +269,23 @@ class ChatConnection:
         return frame
 
     def send(
-        self, body: str, to: str | None = None, group: str | None = None, cid: str | None = None
+        self,
+        body: str,
+        to: str | None = None,
+        group: str | None = None,
+        cid: str | None = None,
+        reply_to: int | None = None,
     ) -> Frame:
         """Send and wait for the ack; safe to call again with the same ``cid``."""
-        return self.wait_ack(self.send_nowait(body, to=to, group=group, cid=cid))
+        return self.wait_ack(self.send_nowait(body, to, group, cid, reply_to))
 
     def confirm(self, conversation_id: str, seq: int) -> None:
         """Tell the server everything of the conversation up to ``seq`` arrived."""
         self.send_frame({"type": "delivered", "conversation_id": conversation_id, "seq": seq})
+
+    def read(self, conversation_id: str, seq: int) -> None:
+        """Tell the server the user has read the conversation up to ``seq`` (and has it)."""
+        self.send_frame({"type": "read", "conversation_id": conversation_id, "seq": seq})
 
     def ping(self) -> Frame:
         self.send_frame({"type": "ping"})

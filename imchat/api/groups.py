@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 
+from imchat.api import history_schemas as hs
 from imchat.api import schemas
 from imchat.api.auth_guard import current_user_id, require_auth
 from imchat.api.openapi import operation
@@ -29,6 +30,20 @@ def create_group() -> tuple[Response, int]:
         services_of(current_app), current_user_id(), data["name"], data["member_ids"]
     )
     return jsonify(schemas.GroupSchema().dump(group)), 201
+
+
+@bp.get("")
+@operation(
+    "every group the caller is a member of, with the caller's role",
+    200,
+    hs.GroupListSchema,
+    tag="groups",
+)
+@require_auth
+def list_groups() -> Response:
+    mine = group_service.groups_of(services_of(current_app), current_user_id())
+    body = [{**schemas.GroupSchema().dump(group), "role": role} for group, role in mine]
+    return jsonify({"groups": body})
 
 
 @bp.get("/<group_id>")

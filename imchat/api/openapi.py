@@ -45,6 +45,7 @@ class Operation:
     body: type[Schema] | None = None
     errors: tuple[int, ...] = ()
     tags: tuple[str, ...] = field(default_factory=tuple)
+    query: type[Schema] | None = None
 
 
 def operation(
@@ -54,12 +55,13 @@ def operation(
     body: type[Schema] | None = None,
     errors: Iterable[int] = (),
     tag: str = "",
+    query: type[Schema] | None = None,
 ) -> Callable[[F], F]:
     """Attach the view's OpenAPI description (read by :func:`build_spec`)."""
 
     def attach(view: F) -> F:
         view.__dict__["openapi"] = Operation(
-            summary, status, response, body, tuple(errors), (tag,) if tag else ()
+            summary, status, response, body, tuple(errors), (tag,) if tag else (), query
         )
         return view
 
@@ -94,10 +96,12 @@ def _operation_dict(op: Operation, path_params: Iterable[str], secured: bool) ->
         "responses": {str(op.status): success} | {str(s): _error(s) for s in sorted(errors)},
         "tags": list(op.tags),
     }
-    params = [
+    params: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in sorted(path_params)
     ]
+    if op.query is not None:  # the marshmallow plugin turns it into one parameter per field
+        params.append({"in": "query", "schema": op.query})
     if params:
         result["parameters"] = params
     if op.body is not None:
@@ -114,7 +118,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
         version="1",
         openapi_version="3.0.3",
         plugins=[MarshmallowPlugin()],
-        info={"description": "Accounts and groups of imchat (see docs/api.md)."},
+        info={"description": "Accounts, groups and conversations of imchat (see docs/api.md)."},
     )
     spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
     spec.components.schema("Error", schema=schemas.ErrorSchema)

@@ -1,10 +1,10 @@
-"""``delivered`` frames, gathered and confirmed in batches.
+"""``delivered`` and ``read`` marks, gathered and written in batches.
 
 Clients confirm every message; one Celery task per frame would put a broker
 round trip (~2.5 ms) on the hot path. With Celery the gateway keeps the
-highest seq per (user, conversation) and hands them over every
+highest marks per (user, conversation) and hands them over every
 ``FLUSH_SECONDS`` as one task. Embedded, there is no round trip to save: the
-confirmation is written at once, so once a later frame of the connection is
+marks are written at once, so once a later frame of the connection is
 answered, its ``delivered`` is on disk.
 """
 
@@ -14,20 +14,21 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-from imchat.services.pending import CONFIRM_DELIVERED
+from imchat.services.pending import MOVE_MARKS
 
 if TYPE_CHECKING:
     from imchat.container import Services
 
 log = logging.getLogger("imchat.gateway")
 FLUSH_SECONDS = 0.05
+Marks = dict[tuple[str, str], tuple[int, int]]
 
 
 class ConfirmationBatcher:
     def __init__(self, services: Services) -> None:
         self.services = services
         self._lock = threading.Lock()
-        self._marks: dict[tuple[str, str], int] = {}
+        self._marks: Marks = {}
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="imchat-confirm", daemon=True)
 
@@ -35,16 +36,19 @@ class ConfirmationBatcher:
         if not self.services.jobs.inline:  # inline, nothing is ever held back
             self._thread.start()
 
-    def add(self, user_id: str, conversation_id: str, seq: int) -> None:
+    def add(self, user_id: str, conversation_id: str, delivered: int, read: int = 0) -> None:
+        """The user has the conversation up to ``delivered``, and has read it up to ``read``."""
         if self.services.jobs.inline:
-            self.services.jobs.dispatch(CONFIRM_DELIVERED, [[user_id, conversation_id, seq]])
+            marks = [[user_id, conversation_id, max(delivered, read), read]]
+            self.services.jobs.dispatch(MOVE_MARKS, marks)
             return
-        self._remember(user_id, conversation_id, seq)
+        self._remember({(user_id, conversation_id): (max(delivered, read), read)})
 
-    def _remember(self, user_id: str, conversation_id: str, seq: int) -> None:
+    def _remember(self, marks: Marks) -> None:
         with self._lock:
-            key = (user_id, conversation_id)
-            self._marks[key] = max(seq, self._marks.get(key, 0))
+            for key, (delivered, read) in marks.items():
+                known = self._marks.get(key, (0, 0))
+                self._marks[key] = (max(delivered, known[0]), max(read, known[1]))
 
     def flush(self) -> None:
         with self._lock:
@@ -53,12 +57,11 @@ class ConfirmationBatcher:
             return
         try:
             self.services.jobs.dispatch(
-                CONFIRM_DELIVERED, [[u, c, s] for (u, c), s in marks.items()]
+                MOVE_MARKS, [[u, c, d, r] for (u, c), (d, r) in marks.items()]
             )
         except Exception:
             log.warning("confirmations not handed over; retrying", exc_info=True)
-            for (user_id, conversation_id), seq in marks.items():
-                self._remember(user_id, conversation_id, seq)
+            self._remember(marks)
 
     def _run(self) -> None:
         while not self._stopping.wait(FLUSH_SECONDS):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from imchat import metrics
 from imchat.gateway.confirmations import ConfirmationBatcher
 from imchat.gateway.connection import Connection
+from imchat.gateway.receipts import ReceiptCoalescer
 from imchat.services import users
 from imchat.services.pending import load_pending
 from imchat.wire.batch import GatewayBatch
@@ -40,6 +41,7 @@ class Gateway:
         self._by_user: defaultdict[str, set[Connection]] = defaultdict(set)
         self._by_id: dict[str, Connection] = {}
         self.confirmations = ConfirmationBatcher(services)
+        self.receipts = ReceiptCoalescer(services)
         # Users seen to exist, so that a send costs no round trip to check its
         # recipient: accounts are never deleted. Cleared when it grows too big.
         self.known_users: set[str] = set()
@@ -57,12 +59,14 @@ class Gateway:
         self.services.router.register_gateway(self.gateway_id)
         self.services.channel.listen(self.gateway_id, self.on_payload)
         self.confirmations.start()
+        self.receipts.start()
         self.started = True
         log.info("gateway started", extra={"gateway_id": self.gateway_id})
 
     def stop(self) -> None:
         if self.started:
             self.confirmations.stop()
+            self.receipts.stop()
             self.services.channel.stop_listening(self.gateway_id)
             self.services.router.unregister_gateway(self.gateway_id)
             self.started = False
@@ -122,7 +126,7 @@ class Gateway:
                     log.debug("delivered to a socket", extra=trace)
         for event in batch.events:
             text = json.dumps(event.frame)
-            for conn in self._local(event.users, None):
+            for conn in self._local(event.users, event.exclude_conn):
                 conn.send_text(text)
 
     def user_exists(self, user_id: str) -> bool:

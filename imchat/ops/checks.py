@@ -26,7 +26,10 @@ MARKS: dict[Status, str] = {"ok": "✓", "warn": "!", "fail": "✗", "skip": "-"
 
 CONNECT_TIMEOUT = 2.0
 KAFKA_TIMEOUT = 3.0
-OFFLINE_PARTITIONS = 16
+# The history table, split like the seed's tables (16 partitions by key).
+HISTORY_TABLE = "messages"
+HISTORY_PARTITIONS = 16
+HISTORY_PARTITIONED_BY = "KEY(conversation_id)"
 MYSQL_DIALECTS = ("mysql", "mariadb")
 # Eviction policies that may drop keys without a TTL, such as the seq counters.
 EVICTS_PERSISTENT_KEYS = ("allkeys-lru", "allkeys-lfu", "allkeys-random")
@@ -106,7 +109,7 @@ def _database_engine(url: str) -> Engine:
 
 
 def expected_tables() -> list[str]:
-    """The tables of the model (the seed's five: users, groups, ... sequence_snapshots)."""
+    """The tables of the model (users, groups, ..., messages, conversations, ...)."""
     from imchat.stores.models import Base
 
     return sorted(Base.metadata.tables)
@@ -119,15 +122,22 @@ def missing_tables(conn: Connection) -> list[str]:
 
 
 def partition_problems(conn: Connection) -> list[str]:
-    """offline_messages must be split in 16 partitions by user_id, as in the seed."""
-    count = conn.execute(
+    """The history table must be split in 16 partitions by key on the
+    conversation: a page of history then reads one partition."""
+    rows = conn.execute(
         text(
-            "SELECT COUNT(*) FROM information_schema.PARTITIONS WHERE TABLE_SCHEMA = DATABASE()"
-            " AND TABLE_NAME = 'offline_messages' AND PARTITION_NAME IS NOT NULL"
-        )
-    ).scalar_one()
-    if count != OFFLINE_PARTITIONS:
-        return [f"offline_messages has {count} partitions, expects {OFFLINE_PARTITIONS}"]
+            "SELECT PARTITION_METHOD, PARTITION_EXPRESSION FROM information_schema.PARTITIONS"
+            " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table"
+            " AND PARTITION_NAME IS NOT NULL"
+        ),
+        {"table": HISTORY_TABLE},
+    ).all()
+    if len(rows) != HISTORY_PARTITIONS:
+        return [f"{HISTORY_TABLE} has {len(rows)} partitions, expects {HISTORY_PARTITIONS}"]
+    found = {f"{method}({(expression or '').strip('`').lower()})" for method, expression in rows}
+    if found != {HISTORY_PARTITIONED_BY}:
+        by = ", ".join(sorted(found))
+        return [f"{HISTORY_TABLE} is partitioned by {by}, expects {HISTORY_PARTITIONED_BY}"]
     return []
 
 
@@ -181,8 +191,8 @@ def _mysql_schema_lines(conn: Connection, shown: str) -> list[CheckLine]:
     problems = [f"table{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing"]
     ok = f"{', '.join(expected_tables())} present"
     lines.append(_line("mysql", "tables", problems if missing else [], ok))
-    if conn.dialect.name in MYSQL_DIALECTS and "offline_messages" not in missing:
-        ok = f"offline_messages has {OFFLINE_PARTITIONS} partitions"
+    if conn.dialect.name in MYSQL_DIALECTS and HISTORY_TABLE not in missing:
+        ok = f"{HISTORY_TABLE} has {HISTORY_PARTITIONS} partitions ({HISTORY_PARTITIONED_BY})"
         lines.append(_line("mysql", "partitions", partition_problems(conn), ok))
     return lines
 

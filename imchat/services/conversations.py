@@ -1,6 +1,26 @@
-"""Conversation ids: one name for a direct chat on both sides, one per group."""
+"""Conversations: ids, the caller's list, one conversation, and its history.
+
+Visibility: a direct conversation to its two users; a group's to its
+current members, from the seq at which they joined. A former member gets
+403, an unknown conversation 404.
+"""
 
 from __future__ import annotations
+
+import base64
+import binascii
+from typing import TYPE_CHECKING, Any
+
+from imchat.errors import APIError
+from imchat.stores import conversations as conversation_store
+from imchat.stores import history
+from imchat.stores.conversations import ConversationView, Membership
+from imchat.stores.models import Conversation
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from imchat.container import Services
 
 
 def direct_conversation_id(user_a: str, user_b: str) -> str:
@@ -10,3 +30,128 @@ def direct_conversation_id(user_a: str, user_b: str) -> str:
 
 def group_conversation_id(group_id: str) -> str:
     return f"g:{group_id}"
+
+
+# ------------------------------------------------------------------ reading
+def list_conversations(
+    services: Services, user_id: str, limit: int, before: str | None = None
+) -> dict[str, Any]:
+    """A page of the caller's conversations, most recent activity first."""
+    cursor = _decode_cursor(before) if before else None
+    with services.db.session() as session:
+        views = conversation_store.for_user(session, user_id, limit + 1, before=cursor)
+    page = views[:limit]
+    more = len(views) > limit
+    return {
+        "conversations": [conversation_view(v) for v in page],
+        "next": _encode_cursor(page[-1]) if more and page else None,
+    }
+
+
+def get_conversation(services: Services, user_id: str, conversation_id: str) -> dict[str, Any]:
+    with services.db.session() as session:
+        _member_or_error(session, user_id, conversation_id)
+        found = conversation_store.for_user(session, user_id, 1, conversation_id=conversation_id)
+    if not found:  # a direct conversation is listed from its first message on
+        raise APIError(404, "no such conversation")
+    return conversation_view(found[0])
+
+
+def history_page(
+    services: Services,
+    user_id: str,
+    conversation_id: str,
+    limit: int,
+    before_seq: int | None = None,
+    after_seq: int | None = None,
+) -> dict[str, Any]:
+    """Messages of the conversation the caller may read, ascending, and whether more lie
+    past the page (below it, or above it when reading forward with ``after_seq``)."""
+    with services.db.session() as session:
+        member = _member_or_error(session, user_id, conversation_id)
+        messages, more = history.page(
+            session,
+            conversation_id,
+            floor=member.joined_seq,
+            ceiling=member.left_seq,
+            before_seq=before_seq,
+            after_seq=after_seq,
+            limit=limit,
+        )
+    return {"messages": [message_view(m) for m in messages], "has_more": more}
+
+
+def readable_message(services: Services, user_id: str, conversation_id: str, seq: int) -> bool:
+    """Whether ``seq`` is a message of the conversation that the user may read."""
+    with services.db.session() as session:
+        member = conversation_store.membership(session, user_id, conversation_id)
+        if member is None or not member.sees(seq):
+            return False
+        return history.exists_at(session, conversation_id, seq)
+
+
+def _member_or_error(session: Session, user_id: str, conversation_id: str) -> Membership:
+    member = conversation_store.membership(session, user_id, conversation_id)
+    if member is not None and member.left_seq is None:
+        return member
+    if member is not None or session.get(Conversation, conversation_id) is not None:
+        raise APIError(403, "not a participant of this conversation")
+    raise APIError(404, "no such conversation")
+
+
+# -------------------------------------------------------------------- views
+def message_view(message: history.MessageRecord) -> dict[str, Any]:
+    """M of the API: a message in its current state."""
+    view: dict[str, Any] = {
+        "msg_id": message.msg_id,
+        "conversation_id": message.conversation_id,
+        "seq": message.seq,
+        "from": message.sender_id,
+    }
+    if message.group_id is not None:
+        view["group"] = message.group_id
+    else:
+        view["to"] = message.recipient_id
+    view.update(
+        body=None if message.deleted else message.body,
+        ts=message.ts,
+        reply_to=message.reply_to,
+        edited_at=message.edited_at,
+        deleted=message.deleted,
+        reactions={},
+    )
+    return view
+
+
+def conversation_view(view: ConversationView) -> dict[str, Any]:
+    """C of the API: a conversation as its user sees it."""
+    out: dict[str, Any] = {"conversation_id": view.conversation_id, "kind": view.kind}
+    if view.kind == "group":
+        out.update(group_id=view.group_id, name=view.name)
+    else:
+        out["peer_id"] = view.peer_id
+    last = view.last_message
+    out.update(
+        last_seq=view.last_seq,
+        last_message=message_view(last) if last is not None else None,
+        last_activity=view.last_ts,
+        delivered_seq=view.delivered_seq,
+        read_seq=view.read_seq,
+        unread=view.unread,
+    )
+    return out
+
+
+# ------------------------------------------------------------------ cursors
+def _encode_cursor(view: ConversationView) -> str:
+    raw = f"{view.last_ts}:{view.conversation_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        ts, conversation_id = raw.split(":", 1)
+        return int(ts), conversation_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise APIError(400, "invalid cursor: pass the `next` of a page") from None

@@ -193,6 +193,12 @@ def create_group(
     return group
 
 
+def groups_of(services: Services, user_id: str) -> list[tuple[GroupRecord, str]]:
+    """The caller's groups, each with the caller's role in it."""
+    with services.db.session() as session:
+        return group_store.of_user(session, user_id)
+
+
 def get_group(services: Services, actor_id: str, group_id: str) -> GroupRecord:
     """The group, for its members only."""
     with services.db.session() as session:

@@ -17,6 +17,8 @@ from imchat.wire.frames import MsgFrame
 if TYPE_CHECKING:
     from imchat.container import Services
 
+MOVE_MARKS = "imchat.move_marks"
+# The job name of release 1's gateways, kept for their tasks still queued.
 CONFIRM_DELIVERED = "imchat.confirm_delivered"
 
 
@@ -35,20 +37,22 @@ def msg_frame_of(message: history.MessageRecord) -> MsgFrame:
     )
 
 
-@job(CONFIRM_DELIVERED)
-def confirm_delivered(services: Services, marks: list[list[Any]]) -> None:
-    """``marks`` are [user_id, conversation_id, seq] triples from ``delivered``
-    frames, or [user_id, conversation_id, delivered, read] from newer gateways."""
+@job(MOVE_MARKS)
+def move_marks(services: Services, marks: list[list[Any]]) -> None:
+    """``marks`` are [user_id, conversation_id, delivered, read] from ``delivered``
+    and ``read`` frames, highest per user and conversation; marks never go back."""
     with services.db.session() as session:
-        for user_id, conversation_id, delivered, *read in marks:
+        for user_id, conversation_id, delivered, read in marks:
             conversation_store.move_marks(
-                session,
-                str(user_id),
-                str(conversation_id),
-                int(delivered),
-                int(read[0] if read else 0),
+                session, str(user_id), str(conversation_id), int(delivered), int(read)
             )
     metrics.PENDING_CONFIRMED.inc(len(marks))
+
+
+@job(CONFIRM_DELIVERED)
+def confirm_delivered(services: Services, marks: list[list[Any]]) -> None:
+    """[user_id, conversation_id, seq] triples, as gateways of release 1 send them."""
+    move_marks(services, [[u, c, seq, 0] for u, c, seq in marks])
 
 
 def load_pending(services: Services, user_id: str, limit: int = 100_000) -> list[MsgFrame]:

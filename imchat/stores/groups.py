@@ -89,6 +89,17 @@ def role_of(session: Session, group_id: str, user_id: str) -> str | None:
     )
 
 
+def of_user(session: Session, user_id: str) -> list[tuple[GroupRecord, str]]:
+    """Every group the user is a member of, with their role, by name (one query)."""
+    rows = session.execute(
+        select(Group, GroupMember.role)
+        .join(GroupMember, GroupMember.group_id == Group.group_id)
+        .where(GroupMember.user_id == user_id)
+        .order_by(Group.name, Group.group_id)
+    )
+    return [(_record(group), role) for group, role in rows]
+
+
 # Longest-standing first; user_id breaks ties within a second deterministically.
 SENIORITY = (GroupMember.joined_at, GroupMember.user_id)
 

@@ -43,6 +43,7 @@ class FramePush:
 
     frame: dict[str, Any]
     users: list[str]
+    exclude_conn: str | None = None
 
 
 @dataclass
@@ -64,7 +65,7 @@ class GatewayBatch:
         if self.msgs:
             out["msgs"] = [[m.frame.to_dict(), m.users, m.exclude_conn] for m in self.msgs]
         if self.events:
-            out["events"] = [[e.frame, e.users, None] for e in self.events]
+            out["events"] = [[e.frame, e.users, e.exclude_conn] for e in self.events]
         if self.resync:
             out["resync"] = True
         return json.dumps(out).encode()
@@ -84,7 +85,7 @@ class GatewayBatch:
                     MessagePush(MsgFrame.from_dict(f), list(u), x)
                     for f, u, x, *_ in data.get("msgs", [])
                 ],
-                events=[FramePush(dict(f), list(u)) for f, u, *_ in data.get("events", [])],
+                events=[FramePush(dict(f), list(u), *x[:1]) for f, u, *x in data.get("events", [])],
                 resync=bool(data.get("resync")),
             )
         except (TypeError, ValueError) as exc:

@@ -56,6 +56,17 @@ class EventFrame(Record):
 
 
 @dataclass(frozen=True)
+class ReceiptFrame(Record):
+    """A participant's delivered and read marks in a conversation moved."""
+
+    TYPE: ClassVar[str] = "receipt"
+    conversation_id: str
+    user_id: str
+    delivered_seq: int
+    read_seq: int
+
+
+@dataclass(frozen=True)
 class SyncedFrame(Record):
     """Every pending message of the connection has been pushed (``count`` of them)."""
 

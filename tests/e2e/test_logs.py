@@ -36,7 +36,7 @@ def test_a_message_is_traced_from_socket_to_delivery(tracing_server: EmbeddedSer
     ]
     trail = [line["message"] for line in lines if line.get("msg_id") == msg_id]
     assert trail[0] == "accepted: on the bus"
-    assert trail[1].startswith("assigned seq 1, stored for 1, pushed")
+    assert trail[1].startswith("assigned seq 1, in history, pushed to 1")
     assert trail[2] == "delivered to a socket"
     assert {line["logger"] for line in lines if line.get("msg_id") == msg_id} == {
         "imchat.gateway",

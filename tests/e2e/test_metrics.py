@@ -61,13 +61,13 @@ def test_every_family_moves(embedded_server: EmbeddedServer) -> None:
     assert value(after, "imchat_connections") >= 2
     assert grew("imchat_messages_accepted_total", kind="direct")
     assert grew("imchat_messages_delivered_total", via="live")
-    assert grew("imchat_pending_stored_total")
+    assert grew("imchat_history_stored_total")
     assert grew("imchat_pending_confirmed_total")
     assert grew("imchat_ack_latency_seconds_count")
     assert grew("imchat_delivery_latency_seconds_count")
     assert grew("imchat_errors_total", code="bad_request", where="ws")
     assert grew("imchat_bus_batch_seconds_count")
-    assert grew("imchat_task_seconds_count", task="imchat.confirm_delivered")
+    assert grew("imchat_task_seconds_count", task="imchat.move_marks")
     assert grew("imchat_route_lookups_total")
     assert ("imchat_bus_consumer_lag", ()) in after
 

@@ -1,4 +1,4 @@
-"""``delivered``: the client has every message of a conversation up to ``seq``."""
+"""``delivered`` and ``read``: the user has a conversation up to ``seq``, or has read it."""
 
 from __future__ import annotations
 
@@ -12,13 +12,29 @@ if TYPE_CHECKING:
     from imchat.gateway.hub import Gateway
 
 
+class MarkSchema(FrameSchema):
+    conversation_id = text(1, 80, required=True)
+    seq = seq_field(required=True)
+
+
 class Delivered(ClientFrame):
     TYPE = "delivered"
-
-    class Schema(FrameSchema):
-        conversation_id = text(1, 80, required=True)
-        seq = seq_field(required=True)
+    Schema = MarkSchema
 
     def handle(self, gateway: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
-        # Scoped to the connection's own user: nobody can trim another's pending messages.
-        gateway.confirmations.add(conn.user_id, frame["conversation_id"], frame["seq"])
+        # Scoped to the connection's own user: nobody can move another's marks.
+        conversation_id, seq = frame["conversation_id"], frame["seq"]
+        gateway.confirmations.add(conn.user_id, conversation_id, seq)
+        gateway.receipts.note(conn.user_id, conversation_id, seq, 0, conn.conn_id)
+
+
+class Read(ClientFrame):
+    """Read up to ``seq`` (never moves back); implies delivered up to it."""
+
+    TYPE = "read"
+    Schema = MarkSchema
+
+    def handle(self, gateway: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
+        conversation_id, seq = frame["conversation_id"], frame["seq"]
+        gateway.confirmations.add(conn.user_id, conversation_id, seq, seq)
+        gateway.receipts.note(conn.user_id, conversation_id, seq, seq, conn.conn_id)

@@ -11,10 +11,10 @@ from marshmallow import ValidationError, validates_schema
 
 from imchat import metrics
 from imchat.gateway.frames.base import ClientFrame, FrameError, FrameSchema
-from imchat.services import groups
+from imchat.services import conversations, groups
 from imchat.services.conversations import direct_conversation_id, group_conversation_id
 from imchat.wire.bus import MessageEnvelope
-from imchat.wire.fields import text
+from imchat.wire.fields import seq_field, text
 from imchat.wire.topics import DIRECT_MSG, GROUP_MSG
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ class Send(ClientFrame):
         to = text(1, 64)
         group = text(1, 64)
         body = text(1, MAX_BODY, required=True)
+        reply_to = seq_field()
 
         @validates_schema
         def exactly_one_target(self, data: dict[str, Any], **_: Any) -> None:
@@ -42,17 +43,24 @@ class Send(ClientFrame):
                 raise ValidationError("a send names exactly one of 'to' and 'group'", "_schema")
 
     def handle(self, gateway: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
+        conversation_id = self._conversation_of(gateway, conn, frame)
+        reply_to = frame.get("reply_to")
+        if reply_to is not None and not conversations.readable_message(
+            gateway.services, conn.user_id, conversation_id, reply_to
+        ):
+            raise FrameError("not_found", "no such message to reply to", frame["id"])
         envelope = MessageEnvelope(
             msg_id=uuid.uuid4().hex,
             cid=frame["id"],
             sender=conn.user_id,
-            conversation_id=self._conversation_of(gateway, conn, frame),
+            conversation_id=conversation_id,
             body=frame["body"],
             ts=int(time.time() * 1000),
             gateway=gateway.gateway_id,
             conn=conn.conn_id,
             to=frame.get("to"),
             group=frame.get("group"),
+            reply_to=reply_to,
         )
         topic = GROUP_MSG.name if envelope.group is not None else DIRECT_MSG.name
         # Tracked before publishing: the ack may come back before publish returns.

@@ -32,10 +32,12 @@ class Outbox:
         for gateway_id, local_users in self._route(users).items():
             self.batches[gateway_id].msgs.append(MessagePush(frame, local_users, exclude_conn))
 
-    def push_frame(self, frame: dict[str, Any], users: Sequence[str]) -> None:
-        """Any other server frame to every connection of ``users``."""
+    def push_frame(
+        self, frame: dict[str, Any], users: Sequence[str], exclude_conn: str | None = None
+    ) -> None:
+        """Any other server frame to every connection of ``users`` (but one, if named)."""
         for gateway_id, local_users in self._route(users).items():
-            self.batches[gateway_id].events.append(FramePush(frame, local_users))
+            self.batches[gateway_id].events.append(FramePush(frame, local_users, exclude_conn))
 
     def _route(self, users: Sequence[str]) -> dict[str, list[str]]:
         """The users of each gateway that holds a connection of one of them."""

@@ -84,7 +84,9 @@ def _deliver_messages(services: Services, envelopes: list[MessageEnvelope], outb
         recipients = _recipients(services, item.envelope)
         outbox.push_message(frame, [*recipients, item.envelope.sender], item.envelope.conn)
         trace = {"msg_id": frame.msg_id, "conversation_id": frame.conversation_id}
-        log.debug("assigned seq %d, pushed to %d", frame.seq, len(recipients), extra=trace)
+        log.debug(
+            "assigned seq %d, in history, pushed to %d", frame.seq, len(recipients), extra=trace
+        )
 
 
 def _assign(services: Services, envelopes: list[MessageEnvelope]) -> list[Accepted]:
