@@ -12,12 +12,15 @@ last seq and activity; ``conversation_members`` each user's marks in it
 
 ``offline_messages`` (one row per recipient) and ``delivery_marks`` are
 retired: a user's pending messages are those above their delivered mark.
-Their rows move over on upgrade, and come back on downgrade.
+Their rows move over on upgrade, and come back on downgrade. A group member
+held no row for the messages sent before they joined: their window starts
+after those (``joined_seq``), so the upgrade leaves everyone exactly the
+messages that were pending for them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -37,8 +40,8 @@ def upgrade() -> None:
     _create_conversations()
     _create_conversation_members()
     bind = op.get_bind()
-    _history_from_pending(bind)
-    _members_from_marks_and_groups(bind)
+    senders, held = _history_from_pending(bind)
+    _members_from_marks_and_groups(bind, senders, held)
     op.drop_table("offline_messages")
     op.drop_table("delivery_marks")
 
@@ -175,7 +178,14 @@ CONVERSATIONS = _table(
     "conversations", "conversation_id", "kind", "group_id", "last_seq", "last_ts"
 )
 MEMBERS = _table(
-    "conversation_members", "user_id", "conversation_id", "peer_id", "delivered_seq", "joined_ts"
+    "conversation_members",
+    "user_id",
+    "conversation_id",
+    "peer_id",
+    "delivered_seq",
+    "joined_seq",
+    "left_seq",
+    "joined_ts",
 )
 OFFLINE = _table(
     "offline_messages",
@@ -196,31 +206,27 @@ def _insert(bind: sa.engine.Connection, table: sa.TableClause, rows: list[dict])
         bind.execute(table.insert(), rows[start : start + CHUNK])
 
 
-def _history_from_pending(bind: sa.engine.Connection) -> None:
+# (user, conversation) -> the seqs pending for that user there (one row each).
+Held = dict[tuple[str, str], set[int]]
+# conversation -> (seq, sender) of each message moved to history.
+Senders = dict[str, list[tuple[int, str]]]
+
+
+def _history_from_pending(bind: sa.engine.Connection) -> tuple[Senders, Held]:
     """Each pending message once in history (a group message had one row per
-    recipient), and its conversation with its last seq and activity."""
+    recipient), and its conversation with its last seq and activity. Returns
+    who held which rows: the members' windows are derived from them."""
     messages: dict[tuple[str, int], dict] = {}
+    held: Held = {}
     for row in bind.execute(sa.select(OFFLINE)).mappings():
         key = (row["conversation_id"], int(row["sequence_number"]))
-        messages.setdefault(
-            key,
-            {
-                "conversation_id": row["conversation_id"],
-                "seq": key[1],
-                "msg_id": row["msg_id"],
-                "sender_id": row["sender_id"],
-                # The sender's client id is not kept in a pending row: the
-                # msg_id stands in (unique, so no resend can collide with it).
-                "client_id": row["msg_id"],
-                "recipient_id": None if row["group_id"] else row["user_id"],
-                "group_id": row["group_id"],
-                "body": row["body"],
-                "ts": int(row["timestamp"]),
-            },
-        )
+        held.setdefault((row["user_id"], key[0]), set()).add(key[1])
+        messages.setdefault(key, _history_row(row))
     _insert(bind, MESSAGES, list(messages.values()))
     conversations: dict[str, dict] = {}
+    senders: Senders = {}
     for (conversation_id, seq), message in messages.items():
+        senders.setdefault(conversation_id, []).append((seq, message["sender_id"]))
         found = conversations.setdefault(
             conversation_id,
             {
@@ -234,11 +240,37 @@ def _history_from_pending(bind: sa.engine.Connection) -> None:
         found["last_seq"] = max(found["last_seq"], seq)
         found["last_ts"] = max(found["last_ts"], message["ts"])
     _insert(bind, CONVERSATIONS, list(conversations.values()))
+    return senders, held
 
 
-def _members_from_marks_and_groups(bind: sa.engine.Connection) -> None:
-    """A member row for both users of each direct conversation in history and
-    for every group member, delivered up to their old mark."""
+def _history_row(row: sa.RowMapping) -> dict:
+    # An empty group id is a direct message as well as a NULL one.
+    group_id = row["group_id"] or None
+    return {
+        "conversation_id": row["conversation_id"],
+        "seq": int(row["sequence_number"]),
+        "msg_id": row["msg_id"],
+        "sender_id": row["sender_id"],
+        # The sender's client id is not kept in a pending row: the
+        # msg_id stands in (unique, so no resend can collide with it).
+        "client_id": row["msg_id"],
+        "recipient_id": None if group_id else row["user_id"],
+        "group_id": group_id,
+        "body": row["body"],
+        "ts": int(row["timestamp"]),
+    }
+
+
+GROUPS = _table("groups", "group_id", "created_at")
+GROUP_MEMBERS = _table("group_members", "group_id", "user_id", "joined_at")
+
+
+def _members_from_marks_and_groups(
+    bind: sa.engine.Connection, senders: Senders, held: Held
+) -> None:
+    """A member row for both users of each direct conversation in history, for
+    every group member, and for a former member who still had rows pending,
+    delivered up to their old mark."""
     marks = {
         (r["user_id"], r["conversation_id"]): int(r["sequence_number"])
         for r in bind.execute(sa.select(MARKS)).mappings()
@@ -253,6 +285,8 @@ def _members_from_marks_and_groups(bind: sa.engine.Connection) -> None:
                 "conversation_id": conversation_id,
                 "peer_id": peer_id,
                 "delivered_seq": marks.get((user_id, conversation_id), 0),
+                "joined_seq": 0,
+                "left_seq": None,
                 "joined_ts": joined_ts,
             },
         )
@@ -261,26 +295,64 @@ def _members_from_marks_and_groups(bind: sa.engine.Connection) -> None:
     for row in bind.execute(direct.where(MESSAGES.c.group_id.is_(None))).mappings():
         add(row["sender_id"], row["conversation_id"], row["recipient_id"], 0)
         add(row["recipient_id"], row["conversation_id"], row["sender_id"], 0)
-    groups = sa.text(
-        "SELECT g.group_id, m.user_id, g.created_at FROM group_members m"
-        " JOIN groups g ON g.group_id = m.group_id"
-    )
-    known = {r["conversation_id"] for r in bind.execute(sa.select(CONVERSATIONS)).mappings()}
-    new_groups: dict[str, dict] = {}
-    for group_id, user_id, created_at in bind.execute(groups):
-        conversation_id = f"g:{group_id}"
-        created_ms = _ms(created_at)
-        add(user_id, conversation_id, None, created_ms)
-        if conversation_id not in known:
-            new_groups[conversation_id] = {
-                "conversation_id": conversation_id,
-                "kind": "group",
-                "group_id": group_id,
-                "last_seq": 0,
-                "last_ts": created_ms,
-            }
-    _insert(bind, CONVERSATIONS, list(new_groups.values()))
+    new_groups = _group_members(bind, set(senders), add)
+    for user_id, conversation_id in held.keys() - members.keys():
+        # Removed from the group after the message: it stays theirs, up to there.
+        add(user_id, conversation_id, None, 0)
+        members[user_id, conversation_id]["left_seq"] = max(held[user_id, conversation_id])
+    for (user_id, conversation_id), member in members.items():
+        member["joined_seq"] = _joined_seq(
+            held.get((user_id, conversation_id), set()),
+            [
+                seq
+                for seq, sender in senders.get(conversation_id, [])
+                if sender != user_id and seq > member["delivered_seq"]
+            ],
+        )
+    _insert(bind, CONVERSATIONS, new_groups)
     _insert(bind, MEMBERS, list(members.values()))
+
+
+def _group_members(
+    bind: sa.engine.Connection, known: set[str], add: Callable[[str, str, None, int], None]
+) -> list[dict]:
+    """Adds every group member; returns the conversations of the groups
+    without a message in history, their activity the group's creation."""
+    query = sa.select(
+        GROUP_MEMBERS.c.group_id,
+        GROUP_MEMBERS.c.user_id,
+        GROUP_MEMBERS.c.joined_at,
+        GROUPS.c.created_at,
+    ).join(GROUPS, GROUPS.c.group_id == GROUP_MEMBERS.c.group_id)
+    new_groups: dict[str, dict] = {}
+    for group_id, user_id, joined_at, created_at in bind.execute(query):
+        conversation_id = f"g:{group_id}"
+        add(user_id, conversation_id, None, _ms(joined_at))
+        if conversation_id not in known:
+            new_groups.setdefault(
+                conversation_id,
+                {
+                    "conversation_id": conversation_id,
+                    "kind": "group",
+                    "group_id": group_id,
+                    "last_seq": 0,
+                    "last_ts": _ms(created_at),
+                },
+            )
+    return list(new_groups.values())
+
+
+def _joined_seq(mine: set[int], others: list[int]) -> int:
+    """Where the user's share of a conversation begins.
+
+    ``others`` are the others' messages above the user's mark: each was
+    pending for them unless they joined the group after it was sent (a
+    pending row was only ever written for the members of the moment). The
+    newest of those before their first pending one is where they joined.
+    """
+    first = min(mine, default=None)
+    missed = [seq for seq in others if seq not in mine and (first is None or seq < first)]
+    return max(missed, default=0)
 
 
 def _ms(value: object) -> int:
