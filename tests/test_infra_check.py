@@ -104,6 +104,20 @@ def run_check(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list
     return code, capsys.readouterr().out.strip().splitlines()
 
 
+def check_broken_database(
+    capsys: pytest.CaptureFixture[str], server_url: str, statements: list[str]
+) -> tuple[int, list[str]]:
+    """The check of a throwaway database migrated to head, then broken by ``statements``."""
+    with throwaway_database(server_url) as url:
+        migrate.upgrade(db_settings(url))
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.execute(text(statement))
+        engine.dispose()
+        return run_check(capsys, "--database-url", url)
+
+
 def marks(lines: list[str]) -> dict[str, str]:
     """'service check' -> its mark (✓ ! ✗ -), from the printed lines."""
     found = {}
@@ -319,24 +333,57 @@ def test_missing_topic_and_wrong_partition_count_are_named(
 def test_broken_database_names_table_partitions_and_revision(
     mysql_url: str, local_env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    broken = [
+        "DROP TABLE sequence_snapshots",
+        "DROP TABLE conversation_members",
+        "ALTER TABLE messages REMOVE PARTITIONING",
+        # Stamped one revision behind head, as after a deploy that skipped the migration.
+        "UPDATE alembic_version SET version_num = '0004_daily_stats'",
+    ]
+    code, lines = check_broken_database(capsys, mysql_url, broken)
+
+    assert code == 1
+    failed = lines[-1]
+    assert failed.startswith(
+        "FAILED: mysql (tables conversation_members, sequence_snapshots missing; "
+    ), failed
+    assert "messages has 0 partitions, expects 16" in failed
+    assert (
+        f"schema at 0004_daily_stats, head is {migrate.head()} (pending: {migrate.head()})"
+        in failed
+    )
+
+
+def test_history_partitioned_by_another_method_is_named(
+    mysql_url: str, local_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = ["ALTER TABLE messages PARTITION BY LINEAR KEY(conversation_id) PARTITIONS 16"]
+    code, lines = check_broken_database(capsys, mysql_url, broken)
+
+    assert code == 1
+    assert lines[-1] == (
+        "FAILED: mysql (messages is partitioned by LINEAR KEY(conversation_id),"
+        " expects KEY(conversation_id))"
+    )
+
+
+def test_a_database_migrated_down_to_the_seed_schema_names_the_missing_history(
+    mysql_url: str, local_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     with throwaway_database(mysql_url) as url:
         migrate.upgrade(db_settings(url))
         migrate.downgrade(db_settings(url), "0001_initial_schema")
-        engine = create_engine(url)
-        with engine.begin() as conn:
-            conn.execute(text("DROP TABLE sequence_snapshots"))
-            conn.execute(text("ALTER TABLE offline_messages REMOVE PARTITIONING"))
-        engine.dispose()
 
         code, lines = run_check(capsys, "--database-url", url)
 
     assert code == 1
     failed = lines[-1]
-    # The tables of the revisions after 0001 are missing too, and named.
-    initial = {"users", "groups", "group_members", "offline_messages"}
+    # The tables of the revisions after 0001 are missing, and named; without
+    # the history table there is no partitioning to judge.
+    initial = {"users", "groups", "group_members", "sequence_snapshots"}
     missing = ", ".join(sorted(set(Base.metadata.tables) - initial))
     assert failed.startswith(f"FAILED: mysql (tables {missing} missing; "), failed
-    assert "offline_messages has 0 partitions, expects 16" in failed
+    assert "partitions" not in failed
     assert f"schema at 0001_initial_schema, head is {migrate.head()}" in failed
 
 
