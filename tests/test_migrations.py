@@ -7,26 +7,38 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from argon2 import PasswordHasher
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from imchat.config import Settings
+from imchat.container import Services
 from imchat.ops import migrate
+from imchat.services.pending import load_pending
 
 INITIAL = "0001_initial_schema"
 SAMPLE = "0002_sample_data"
 MARKS = "0003_delivery_marks"
 STATS = "0004_daily_stats"
-HEAD = STATS
+HISTORY = "0005_history"
+HEAD = HISTORY
+REVISIONS = [INITIAL, SAMPLE, MARKS, STATS, HISTORY]
 INITIAL_TABLES = {"users", "groups", "group_members", "offline_messages", "sequence_snapshots"}
 MARKS_TABLES = INITIAL_TABLES | {"delivery_marks"}
-TABLES = MARKS_TABLES | {"daily_stats", "active_users_daily"}
+STATS_TABLES = MARKS_TABLES | {"daily_stats", "active_users_daily"}
+# 0005 retires the per-recipient tables for history stored once per conversation.
+TABLES = (STATS_TABLES - {"offline_messages", "delivery_marks"}) | {
+    "messages",
+    "conversations",
+    "conversation_members",
+}
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -85,7 +97,7 @@ def query(settings: Settings, sql: str, **params: Any) -> list[Any]:
 
 @pytest.mark.unit
 def test_history_lists_the_revisions_oldest_first() -> None:
-    assert migrate.history() == [INITIAL, SAMPLE, MARKS, STATS]
+    assert migrate.history() == REVISIONS
     assert migrate.head() == HEAD
 
 
@@ -109,25 +121,33 @@ def test_downgrade_one_step_at_a_time(db: Settings) -> None:
     migrate.upgrade(db)
 
     migrate.downgrade(db)
-    assert migrate.status(db) == {"current": MARKS, "head": HEAD, "pending": [STATS]}
+    assert migrate.status(db) == {"current": STATS, "head": HEAD, "pending": [HISTORY]}
+    assert table_names(db) == STATS_TABLES | {"alembic_version"}
+
+    migrate.downgrade(db)
+    assert migrate.status(db) == {"current": MARKS, "head": HEAD, "pending": [STATS, HISTORY]}
     assert table_names(db) == MARKS_TABLES | {"alembic_version"}
 
     migrate.downgrade(db)
-    assert migrate.status(db) == {"current": SAMPLE, "head": HEAD, "pending": [MARKS, STATS]}
+    assert migrate.status(db) == {
+        "current": SAMPLE,
+        "head": HEAD,
+        "pending": [MARKS, STATS, HISTORY],
+    }
     assert table_names(db) == INITIAL_TABLES | {"alembic_version"}
 
     migrate.downgrade(db)
     assert migrate.status(db) == {
         "current": INITIAL,
         "head": HEAD,
-        "pending": [SAMPLE, MARKS, STATS],
+        "pending": [SAMPLE, MARKS, STATS, HISTORY],
     }
     assert table_names(db) == INITIAL_TABLES | {"alembic_version"}
 
     migrate.downgrade(db)
     assert migrate.current(db) is None
     assert table_names(db) <= {"alembic_version"}
-    assert migrate.status(db)["pending"] == [INITIAL, SAMPLE, MARKS, STATS]
+    assert migrate.status(db)["pending"] == REVISIONS
 
 
 @pytest.mark.unit
@@ -140,7 +160,7 @@ def test_upgrade_creates_the_sqlite_files_directory(sqlite_settings: Settings) -
 @pytest.mark.unit
 def test_reading_a_missing_sqlite_database_creates_nothing(sqlite_settings: Settings) -> None:
     assert migrate.current(sqlite_settings) is None
-    assert migrate.status(sqlite_settings)["pending"] == [INITIAL, SAMPLE, MARKS, STATS]
+    assert migrate.status(sqlite_settings)["pending"] == REVISIONS
     assert "does not exist" in migrate.check(sqlite_settings)[0]
     assert not sqlite_settings.data_path.exists()
 
@@ -181,14 +201,14 @@ def test_sample_data_when_asked_and_gone_after_its_downgrade(db: Settings) -> No
 
 def test_check_reports_a_dropped_index(db: Settings) -> None:
     migrate.upgrade(db)
-    on_table = " ON offline_messages" if _is_mysql(db) else ""
-    query(db, f"DROP INDEX ix_offline_messages_timestamp{on_table}")
+    on_table = " ON messages" if _is_mysql(db) else ""
+    query(db, f"DROP INDEX ix_messages_ts{on_table}")
 
     differences = migrate.check(db)
 
     assert len(differences) == 1
     assert "add_index" in differences[0]
-    assert "ix_offline_messages_timestamp" in differences[0]
+    assert "ix_messages_ts" in differences[0]
 
 
 def test_check_reports_a_changed_column(db: Settings) -> None:
@@ -203,12 +223,25 @@ def test_check_reports_a_database_behind_head(db: Settings) -> None:
 
     differences = migrate.check(db)
 
-    assert f"pending: {SAMPLE}, {MARKS}, {STATS}" in differences[0]
-    # The tables of the pending revisions are missing, and named.
+    assert f"pending: {SAMPLE}, {MARKS}, {STATS}, {HISTORY}" in differences[0]
+    # The tables of the pending revisions are missing, and named; the one
+    # they retire is still there, and named too.
     assert sorted(differences[1:]) == [
+        "add_index Index ix_conversation_members_conversation_id"
+        " on conversation_members(conversation_id) [models only]",
+        "add_index Index ix_messages_ts on messages(ts) [models only]",
         "add_table Table active_users_daily [models only]",
+        "add_table Table conversation_members [models only]",
+        "add_table Table conversations [models only]",
         "add_table Table daily_stats [models only]",
-        "add_table Table delivery_marks [models only]",
+        "add_table Table messages [models only]",
+        "remove_index Index ix_offline_messages_conversation_id"
+        " on offline_messages(conversation_id) [database only]",
+        "remove_index Index ix_offline_messages_timestamp"
+        " on offline_messages(timestamp) [database only]",
+        "remove_index Index ix_offline_messages_user_conv_seq"
+        " on offline_messages(user_id, conversation_id, sequence_number) [database only]",
+        "remove_table Table offline_messages [database only]",
     ]
 
 
@@ -234,24 +267,45 @@ def test_asking_for_sample_data_after_its_revision_warns(
     assert query(sqlite_settings, "SELECT COUNT(*) FROM users")[0][0] == 0
 
 
-@pytest.mark.integration
-def test_offline_messages_has_16_key_partitions_on_mariadb(mariadb_settings: Settings) -> None:
-    migrate.upgrade(mariadb_settings)
-    partitions_sql = (
+def partitioning(settings: Settings, table: str) -> set[tuple[str, str]]:
+    """(method, expression) of each partition of ``table``, and their count."""
+    rows = query(
+        settings,
         "SELECT PARTITION_METHOD, PARTITION_EXPRESSION FROM information_schema.PARTITIONS"
-        " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'offline_messages'"
+        " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table",
+        table=table,
     )
+    assert len(rows) == 16, rows
+    return {(method, expr.strip("`")) for method, expr in rows}
 
-    partitions = query(mariadb_settings, partitions_sql)
-    assert len(partitions) == 16
-    assert {(method, expr.strip("`")) for method, expr in partitions} == {("KEY", "user_id")}
+
+@pytest.mark.integration
+def test_messages_has_16_key_partitions_by_conversation_on_mariadb(
+    mariadb_settings: Settings,
+) -> None:
+    migrate.upgrade(mariadb_settings)
+
+    assert partitioning(mariadb_settings, "messages") == {("KEY", "conversation_id")}
 
     # Alembic's comparison ignores partitioning; check() looks at it itself.
-    query(mariadb_settings, "ALTER TABLE offline_messages REMOVE PARTITIONING")
+    query(mariadb_settings, "ALTER TABLE messages REMOVE PARTITIONING")
     assert migrate.check(mariadb_settings) == [
-        "partitioning of offline_messages: database not partitioned, "
-        "models KEY(user_id) PARTITIONS 16"
+        "partitioning of messages: database not partitioned, "
+        "models KEY(conversation_id) PARTITIONS 16"
     ]
+
+
+@pytest.mark.integration
+def test_the_downgrade_brings_offline_messages_back_partitioned_on_mariadb(
+    mariadb_settings: Settings,
+) -> None:
+    migrate.upgrade(mariadb_settings)
+
+    migrate.downgrade(mariadb_settings, STATS)
+
+    assert partitioning(mariadb_settings, "offline_messages") == {("KEY", "user_id")}
+    migrate.upgrade(mariadb_settings)
+    assert migrate.check(mariadb_settings) == []
 
 
 @pytest.mark.unit
@@ -273,6 +327,172 @@ def test_alembic_cli_uses_imchat_settings_and_the_sample_data_flag(
 
     assert migrate.current(sqlite_settings) == HEAD
     assert query(sqlite_settings, "SELECT COUNT(*) FROM users")[0][0] == 3
+
+
+# ------------------------------------------------- pending rows across 0005
+def _uid(n: int) -> str:
+    return f"00000000-0000-4000-8000-{n:012d}"
+
+
+ALICE, BOB, CAROL, DAVE, ERIN = (_uid(n) for n in range(1, 6))
+NAMES = {ALICE: "alice", BOB: "bob", CAROL: "carol", DAVE: "dave", ERIN: "erin"}
+TEAM = _uid(100)
+DIRECT = f"d:{min(ALICE, BOB)}:{max(ALICE, BOB)}"
+GROUP = f"g:{TEAM}"
+PENDING_PASSWORD = "pending across the upgrade"
+CREATED = datetime(2026, 11, 30, 12, 0, 0)
+JOINED_LATER = datetime(2026, 11, 30, 13, 0, 0)
+# Seq 1 of the direct conversation was delivered to bob (his mark, no row
+# left); seq 2 is pending for him. The group message (one row per recipient)
+# is pending for bob, carol and erin, removed from the group since; dave
+# joined after it was sent, so no row was ever written for him.
+DIRECT_MESSAGE = ("m-direct-2", DIRECT, 2, ALICE, None, "hello bob", 1_764_500_000_000)
+GROUP_MESSAGE = ("m-group-1", GROUP, 1, ALICE, TEAM, "hello team", 1_764_500_001_000)
+OFFLINE_ROWS = {
+    (BOB, *DIRECT_MESSAGE),
+    (BOB, *GROUP_MESSAGE),
+    (CAROL, *GROUP_MESSAGE),
+    (ERIN, *GROUP_MESSAGE),
+}
+MARK_ROWS = {(BOB, DIRECT, 1)}
+# What load_pending gives each user: (conversation, seq, msg_id, from, body, to, group).
+PENDING_FOR = {
+    ALICE: [],
+    BOB: [
+        (DIRECT, 2, "m-direct-2", ALICE, "hello bob", BOB, None),
+        (GROUP, 1, "m-group-1", ALICE, "hello team", None, TEAM),
+    ],
+    CAROL: [(GROUP, 1, "m-group-1", ALICE, "hello team", None, TEAM)],
+    DAVE: [],
+    ERIN: [(GROUP, 1, "m-group-1", ALICE, "hello team", None, TEAM)],
+}
+
+
+def seed_pending_at_0004(settings: Settings) -> None:
+    """A deployment at 0004 with users, a group and pending rows, as its code left them."""
+    migrate.upgrade(settings, STATS)
+    password_hash = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash(PENDING_PASSWORD)
+    users = [
+        {"user_id": u, "username": name, "password_hash": password_hash}
+        for u, name in NAMES.items()
+    ]
+    group = {"group_id": TEAM, "name": "team", "creator_id": ALICE, "owner_id": ALICE}
+    members = [
+        {"group_id": TEAM, "user_id": u, "role": role, "joined_at": at}
+        for u, role, at in [
+            (ALICE, "owner", CREATED),
+            (BOB, "member", CREATED),
+            (CAROL, "member", CREATED),
+            (DAVE, "member", JOINED_LATER),
+        ]
+    ]
+    offline = [dict(zip(OFFLINE_COLUMNS, row, strict=True)) for row in OFFLINE_ROWS]
+    marks = [dict(zip(MARK_COLUMNS, row, strict=True)) for row in MARK_ROWS]
+    engine = create_engine(settings.effective_database_url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(_table("users", *users[0]).insert(), users)
+            conn.execute(
+                _table("groups", *group, "member_count", "created_at").insert(),
+                [{**group, "member_count": len(members), "created_at": CREATED}],
+            )
+            conn.execute(_table("group_members", *members[0]).insert(), members)
+            conn.execute(_table("offline_messages", *OFFLINE_COLUMNS).insert(), offline)
+            conn.execute(_table("delivery_marks", *MARK_COLUMNS).insert(), marks)
+    finally:
+        engine.dispose()
+
+
+OFFLINE_COLUMNS = (
+    "user_id",
+    "msg_id",
+    "conversation_id",
+    "sequence_number",
+    "sender_id",
+    "group_id",
+    "body",
+    "timestamp",
+)
+MARK_COLUMNS = ("user_id", "conversation_id", "sequence_number")
+
+
+def _table(name: str, *columns: str) -> sa.TableClause:
+    return sa.table(name, *(sa.column(c) for c in columns))
+
+
+def pending_of(settings: Settings) -> dict[str, list[tuple[Any, ...]]]:
+    """Every user's pending messages, as imchat.services.pending loads them."""
+    services = Services(settings)
+    try:
+        return {
+            user: [
+                (m.conversation_id, m.seq, m.msg_id, m.sender, m.body, m.to, m.group)
+                for m in load_pending(services, user)
+            ]
+            for user in NAMES
+        }
+    finally:
+        services.close()
+
+
+def test_upgrade_moves_pending_rows_into_history_once(db: Settings) -> None:
+    seed_pending_at_0004(db)
+
+    migrate.upgrade(db)
+
+    # The group message once, not once per recipient.
+    assert sorted(
+        query(
+            db,
+            "SELECT conversation_id, seq, msg_id, sender_id, recipient_id, group_id,"
+            " body, ts FROM messages",
+        )
+    ) == sorted(
+        [
+            (DIRECT, 2, "m-direct-2", ALICE, BOB, None, "hello bob", DIRECT_MESSAGE[-1]),
+            (GROUP, 1, "m-group-1", ALICE, None, TEAM, "hello team", GROUP_MESSAGE[-1]),
+        ]
+    )
+    assert sorted(
+        query(db, "SELECT conversation_id, kind, group_id, last_seq FROM conversations")
+    ) == [
+        (DIRECT, "direct", None, 2),
+        (GROUP, "group", TEAM, 1),
+    ]
+    members = query(
+        db,
+        "SELECT user_id, conversation_id, peer_id, delivered_seq, joined_seq, left_seq"
+        " FROM conversation_members",
+    )
+    assert sorted(members) == sorted(
+        [
+            (ALICE, DIRECT, BOB, 0, 0, None),
+            (BOB, DIRECT, ALICE, 1, 0, None),  # his old mark
+            (ALICE, GROUP, None, 0, 0, None),
+            (BOB, GROUP, None, 0, 0, None),
+            (CAROL, GROUP, None, 0, 0, None),
+            (DAVE, GROUP, None, 0, 1, None),  # joined after seq 1
+            (ERIN, GROUP, None, 0, 0, 1),  # removed after seq 1, still hers
+        ]
+    )
+    assert pending_of(db) == PENDING_FOR
+    assert migrate.check(db) == []
+
+
+def test_downgrade_brings_the_same_pending_rows_and_marks_back(db: Settings) -> None:
+    seed_pending_at_0004(db)
+    migrate.upgrade(db)
+
+    migrate.downgrade(db, STATS)
+
+    assert table_names(db) == STATS_TABLES | {"alembic_version"}
+    columns = ", ".join(OFFLINE_COLUMNS)
+    assert set(query(db, f"SELECT {columns} FROM offline_messages")) == OFFLINE_ROWS
+    marks = query(db, f"SELECT {', '.join(MARK_COLUMNS)} FROM delivery_marks")
+    assert set(marks) == MARK_ROWS
+    # And up again: the same history, the same pending set.
+    migrate.upgrade(db)
+    assert pending_of(db) == PENDING_FOR
 
 
 def _is_mysql(settings: Settings) -> bool:
