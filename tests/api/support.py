@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import random
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +16,13 @@ from werkzeug.test import TestResponse
 from imchat.container import Services
 from imchat.factory import services_of
 from imchat.wire.topics import MEMBERSHIP_CHANGE
+
+# 198.18.0.0/15 (benchmarking addresses), from a random start so that two runs
+# within one rate-limit window on one Redis database are unlikely to meet.
+_START = random.randrange(2**17)
+ADDRESSES = (
+    f"198.{18 + (n >> 16) % 2}.{(n >> 8) % 256}.{n % 256}" for n in itertools.count(_START)
+)
 
 SECRET = "test-secret-" + "x" * 40  # PyJWT warns on HMAC keys under 32 bytes
 PASSWORD = "correct horse battery"
@@ -37,8 +46,10 @@ class ApiClient:
         self.app = app
         self.services: Services = services_of(app)
         self.client: FlaskClient = app.test_client()
-        # A fresh made-up address per client; the test client sends nothing on a network.
-        self.address = f"198.18.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
+        # A made-up address of its own per client (the test client sends nothing
+        # on a network): never shared within a run, so no client inherits
+        # another's rate-limit counters in Redis.
+        self.address = next(ADDRESSES)
         self.client.environ_base["REMOTE_ADDR"] = self.address
         self._consumer = self.services.bus.subscribe(
             [MEMBERSHIP_CHANGE.name], f"test-{uuid.uuid4().hex}"
