@@ -41,7 +41,7 @@ class Gateway:
         self._by_user: defaultdict[str, set[Connection]] = defaultdict(set)
         self._by_id: dict[str, Connection] = {}
         self.confirmations = ConfirmationBatcher(services)
-        self.receipts = ReceiptCoalescer(services)
+        self.receipts = ReceiptCoalescer(services, self.connected_elsewhere)
         # Users seen to exist, so that a send costs no round trip to check its
         # recipient: accounts are never deleted. Cleared when it grows too big.
         self.known_users: set[str] = set()
@@ -101,6 +101,15 @@ class Gateway:
             if user_id is None:
                 return len(self._by_id)
             return len(self._by_user.get(user_id, ()))
+
+    def connected_elsewhere(self, user_id: str, conn_id: str | None) -> bool:
+        """Whether the user has a connection other than ``conn_id``, here or on
+        another gateway (the router's local copy: no round trip)."""
+        with self._lock:
+            local = [c for c in self._by_user.get(user_id, ()) if c.conn_id != conn_id]
+        if local:
+            return True
+        return bool(self.services.router.gateways_for(user_id) - {self.gateway_id})
 
     def on_payload(self, payload: bytes) -> None:
         """A batch from the bus consumer: acks to senders, messages and events to users."""

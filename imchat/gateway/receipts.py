@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -41,8 +42,13 @@ class _Due:
 
 
 class ReceiptCoalescer:
-    def __init__(self, services: Services) -> None:
+    """``elsewhere(user_id, conn_id)`` says whether the user has a connection
+    other than ``conn_id``: a group's delivered mark interests nobody else, so
+    without one its receipt (a database read) is not worth making."""
+
+    def __init__(self, services: Services, elsewhere: Callable[[str, str | None], bool]) -> None:
         self.services = services
+        self.elsewhere = elsewhere
         self._lock = threading.Lock()
         self._due: dict[tuple[str, str], _Due] = {}
         self._sent_at: dict[tuple[str, str], float] = {}
@@ -81,9 +87,16 @@ class ReceiptCoalescer:
                 del self._due[key]
                 self._sent_at[key] = now
             self._forget_old(now)
-        if ready:
-            self._send(ready)
-        return len(ready)
+        wanted = {k: d for k, d in ready.items() if self._wanted(k, d)}
+        if wanted:
+            self._send(wanted)
+        return len(wanted)
+
+    def _wanted(self, key: tuple[str, str], due: _Due) -> bool:
+        user_id, conversation_id = key
+        if due.read_moved or not conversation_id.startswith("g:"):
+            return True
+        return self.elsewhere(user_id, due.conn_id)
 
     def _forget_old(self, now: float) -> None:
         if len(self._sent_at) > 10_000:

@@ -1,0 +1,122 @@
+"""Receipts: at most one per user and conversation per second, the latest marks,
+to the right people (the coalescer driven by hand with its own clock)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from imchat.config import Settings
+from imchat.container import Services
+from imchat.gateway.connection import Connection
+from imchat.gateway.hub import Gateway
+from imchat.ops import migrate
+from imchat.services import groups
+from imchat.services.conversations import direct_conversation_id
+from imchat.stores import conversations as conversation_store
+from imchat.stores import users as user_store
+
+pytestmark = pytest.mark.unit
+
+
+class RecordingSocket:
+    def __init__(self) -> None:
+        self.frames: list[dict[str, Any]] = []
+
+    def send(self, data: str) -> None:
+        self.frames.append(json.loads(data))
+
+
+def receipts(conn: Connection) -> list[dict[str, Any]]:
+    return [f for f in conn.ws.frames if f["type"] == "receipt"]  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Services]:
+    migrate.upgrade(settings)
+    services = Services(settings)
+    with services.db.session() as session:
+        for user_id in ("alice", "bob", "carol"):
+            user_store.insert(session, user_id, user_id, "x", datetime.now(UTC))
+        conversation_store.add_direct_members(session, [(DIRECT, "alice", "bob")])
+    yield services
+    services.close()
+
+
+DIRECT = direct_conversation_id("alice", "bob")
+
+
+@pytest.fixture
+def gateway(services: Services) -> Iterator[Gateway]:
+    gateway = Gateway(services)
+    gateway.start()
+    gateway.receipts.stop()  # flushed by hand below, with a clock of the test's own
+    yield gateway
+    gateway.stop()
+
+
+def connect(gateway: Gateway, user_id: str) -> Connection:
+    conn = Connection(RecordingSocket(), user_id)
+    gateway.attach(conn)
+    conn.finish_sync([])
+    return conn
+
+
+def test_a_burst_gives_one_receipt_now_and_the_latest_after_the_window(gateway: Gateway) -> None:
+    alice, bob, bob_phone = (connect(gateway, u) for u in ("alice", "bob", "bob"))
+    for seq in range(1, 21):
+        gateway.receipts.note("bob", DIRECT, seq, seq, bob.conn_id)
+        if seq == 1:
+            assert gateway.receipts.flush(now=100.0) == 1
+    assert gateway.receipts.flush(now=100.5) == 0  # inside the window: held back
+    assert gateway.receipts.flush(now=101.0) == 1  # the latest marks, once
+
+    for conn in (alice, bob_phone):
+        marks = [(r["delivered_seq"], r["read_seq"]) for r in receipts(conn)]
+        assert marks == [(1, 1), (20, 20)]
+        assert {r["user_id"] for r in receipts(conn)} == {"bob"}
+    assert receipts(bob) == [], "the reading connection knows its own marks"
+
+
+def test_marks_in_a_receipt_never_go_back(gateway: Gateway, services: Services) -> None:
+    alice = connect(gateway, "alice")
+    gateway.confirmations.add("bob", DIRECT, 9, 7)  # written at once (inline jobs)
+    gateway.receipts.note("bob", DIRECT, 3, 2, None)
+    gateway.receipts.flush(now=10.0)
+    [receipt] = receipts(alice)
+    assert (receipt["delivered_seq"], receipt["read_seq"]) == (9, 7)
+
+
+def test_nobody_hears_of_marks_in_a_conversation_that_is_not_theirs(
+    gateway: Gateway,
+) -> None:
+    alice, bob = connect(gateway, "alice"), connect(gateway, "bob")
+    carol = connect(gateway, "carol")
+    gateway.receipts.note("carol", DIRECT, 5, 5, carol.conn_id)
+    assert gateway.receipts.flush(now=10.0) == 1
+    assert receipts(alice) == receipts(bob) == receipts(carol) == []
+
+
+def test_a_group_read_reaches_the_members_a_delivered_only_the_readers_devices(
+    gateway: Gateway, services: Services
+) -> None:
+    group = groups.create_group(services, "alice", "team", ["bob", "carol"])
+    conversation = f"g:{group.group_id}"
+    alice, bob, carol = (connect(gateway, u) for u in ("alice", "bob", "carol"))
+
+    gateway.receipts.note("bob", conversation, 4, 0, bob.conn_id)
+    assert gateway.receipts.flush(now=10.0) == 0  # bob has no other connection: nothing to say
+    bob_phone = connect(gateway, "bob")
+    gateway.receipts.note("bob", conversation, 5, 0, bob.conn_id)
+    gateway.receipts.flush(now=20.0)
+    assert receipts(alice) == receipts(carol) == []
+    assert len(receipts(bob_phone)) == 1
+
+    gateway.receipts.note("bob", conversation, 5, 5, bob.conn_id)
+    gateway.receipts.flush(now=30.0)
+    assert [r["read_seq"] for r in receipts(alice)] == [5]
+    assert [r["read_seq"] for r in receipts(carol)] == [5]
