@@ -458,7 +458,7 @@ def test_the_beat_schedule_sends_registered_tasks_with_one_payload() -> None:
     found = json.loads(out.stdout)
 
     assert {task for task, _ in found["schedule"].values()} == {
-        maintenance.PURGE_EXPIRED_PENDING,
+        maintenance.PURGE_EXPIRED_HISTORY,
         maintenance.COUNT_DAILY_STATS,
         maintenance.PRUNE_STALE_ROUTES,
     }
