@@ -48,7 +48,7 @@ class Services:
     @cached_property
     def bus(self) -> MessageBus:
         if self.settings.kafka_bootstrap_servers:
-            from imchat.backends.bus_kafka import KafkaBus
+            from imchat.backends.kafka import KafkaBus
 
             return KafkaBus(self.settings)
         from imchat.backends.bus_embedded import EmbeddedBus

@@ -25,7 +25,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from imchat.backends.bus_kafka import create_topics
+from imchat.backends.kafka import KafkaBus
 from imchat.config import Settings, load_settings
 from imchat.ops import infra_check, migrate
 from imchat.stores.models import Base
@@ -147,7 +147,13 @@ def topics_ready(kafka_bootstrap: str) -> str:
             "kafka_min_insync_replicas": 1,
         },
     )
-    create_topics(settings)
+    bus = KafkaBus(settings)
+    try:
+        bus.ensure_topics(
+            TOPICS, settings.kafka_replication_factor, settings.kafka_min_insync_replicas
+        )
+    finally:
+        bus.close()
     return kafka_bootstrap
 
 

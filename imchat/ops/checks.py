@@ -296,7 +296,7 @@ def kafka_topic_partitions(bootstrap: str, prefix: str = "") -> dict[str, int]:
     KafkaException when the broker is down."""
     from confluent_kafka.admin import AdminClient
 
-    from imchat.backends.bus_kafka import partitions_by_topic
+    from imchat.backends.kafka import partitions_by_topic
 
     # log_level 0: librdkafka would print each refused connection to stderr;
     # the check reports the outcome itself.

@@ -19,7 +19,7 @@ import pytest
 
 from imchat.backends.base import BackendUnavailable, BusConsumer, BusRecord, MessageBus
 from imchat.backends.bus_embedded import EmbeddedBus
-from imchat.backends.bus_kafka import KafkaBus, create_topics
+from imchat.backends.kafka import KafkaBus
 from imchat.config import Settings
 from imchat.wire.topics import TOPICS, TopicSpec
 
@@ -267,17 +267,18 @@ def test_kafka_poll_raises_when_no_broker_listens(settings: Settings, unique: st
 
 
 @pytest.mark.integration
-def test_create_topics_creates_imchats_topics_once(
+def test_ensure_topics_creates_imchats_topics_once(
     settings: Settings, kafka_bootstrap: str
 ) -> None:
     # The production topic names on the shared test broker: another run may
     # have created them already, so only the second call's answer is certain.
     configured = kafka_settings(settings, kafka_bootstrap)
-    created = create_topics(configured)
-    assert set(created) <= {spec.name for spec in TOPICS}
-    assert create_topics(configured) == []
+    replication, min_isr = configured.kafka_replication_factor, configured.kafka_min_insync_replicas
     bus = KafkaBus(configured)
     try:
+        created = bus.ensure_topics(TOPICS, replication, min_isr)
+        assert set(created) <= {spec.name for spec in TOPICS}
+        assert bus.ensure_topics(TOPICS, replication, min_isr) == []
         partitions = bus.topic_partitions()
     finally:
         bus.close()
@@ -293,7 +294,7 @@ GEVENT_CLIENT = textwrap.dedent(
 
     import json, sys, time
     import gevent
-    from imchat.backends.bus_kafka import KafkaBus
+    from imchat.backends.kafka import KafkaBus
     from imchat.config import load_settings
     from imchat.wire.topics import TopicSpec
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from imchat.backends.bus_kafka import KafkaBus
+from imchat.backends.kafka import KafkaBus
 from imchat.config import Settings
 from imchat.container import Services
 from imchat.gateway.connection import Connection

@@ -99,7 +99,7 @@ def kafka_up(port: int) -> bool:
     if not port_open(port):
         return False
     from imchat.backends.base import BackendUnavailable
-    from imchat.backends.bus_kafka import KafkaBus
+    from imchat.backends.kafka import KafkaBus
     from imchat.config import Settings
 
     bus = KafkaBus(Settings(kafka_bootstrap_servers=f"{HOST}:{port}"))
