@@ -13,12 +13,23 @@ function pagePath(conv, query) {
   return `/conversations/${encodeURIComponent(conv.id)}/messages?limit=${PAGE_SIZE}${query}`;
 }
 
-/** Run `load` unless the same request for `conv` is under way; resolves when it is done. */
+/**
+ * Run `load` unless the same request for `conv` is under way; resolves when it
+ * is done. `load` resolves to the repaint options (null: nothing changed),
+ * used once the request no longer counts as under way.
+ */
 function once(conv, which, load) {
   const key = `${conv.id}:${which}`;
   if (!inFlight.has(key)) {
-    const request = load().finally(() => inFlight.delete(key));
+    const request = load().catch(() => null).then((repaint) => {
+      inFlight.delete(key);
+      if (repaint) {
+        state.save();
+        state.changed(repaint);
+      }
+    });
     inFlight.set(key, request);
+    state.changed(); // "Loading…" at the top
   }
   return inFlight.get(key);
 }
@@ -40,13 +51,12 @@ export function loadNewest(conv) {
     try {
       page = await api("GET", pagePath(conv, ""));
     } catch (err) {
-      if (err.status !== 404) return;
+      if (err.status !== 404) return null;
       page = { messages: [], has_more: false };
     }
-    if (!state.isLoaded() || state.conversation(conv.id) !== conv) return; // signed out meanwhile
+    if (!state.isLoaded() || state.conversation(conv.id) !== conv) return null; // signed out meanwhile
     state.replaceNewest(conv, toMessages(page), page.has_more);
-    state.save();
-    state.changed(state.activeId() === conv.id ? { scroll: "bottom" } : {});
+    return state.activeId() === conv.id ? { scroll: "bottom" } : {};
   });
 }
 
@@ -56,11 +66,10 @@ export function loadOlder(conv) {
   if (!conv.hasOlder || !state.historyLoaded(conv) || oldest === null) return Promise.resolve();
   return once(conv, "older", async () => {
     const page = await api("GET", pagePath(conv, `&before_seq=${oldest}`)).catch(() => null);
-    if (!page || state.conversation(conv.id) !== conv) return;
+    if (!page || !state.isLoaded() || state.conversation(conv.id) !== conv) return { scroll: "anchor" };
     for (const message of toMessages(page)) state.addMessage(conv, message);
     conv.hasOlder = page.has_more;
-    state.save();
-    state.changed({ scroll: "anchor" });
+    return { scroll: "anchor" };
   });
 }
 
