@@ -13,8 +13,9 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
@@ -131,6 +132,11 @@ class ChatPage:
         self.expect_online()
         return self
 
+    def session(self) -> dict[str, str]:
+        """The signed-in session this tab keeps (its token and user id)."""
+        session: dict[str, str] = self.page.evaluate("JSON.parse(localStorage['imchat.session'])")
+        return session
+
     def expect_online(self) -> None:
         expect(self.page.locator("#conn-state")).to_have_attribute("data-state", "online")
 
@@ -179,16 +185,22 @@ class ChatPage:
         return path
 
 
+class MakeChat(Protocol):
+    def __call__(self, name: str, *, user: str | None = None) -> ChatPage: ...
+
+
 @pytest.fixture
-def chat_page(browser: Browser, server_url: str) -> Iterator[Callable[[str], ChatPage]]:
-    """Make a user's tab, each in its own browser context (its own localStorage)."""
+def chat_page(browser: Browser, server_url: str) -> Iterator[MakeChat]:
+    """Make a user's tab, each in its own browser context (its own localStorage):
+    a fresh username that reads like ``name``, or the account ``user`` (another
+    device of a user, or one registered through the API)."""
     contexts: list[BrowserContext] = []
     pages: list[ChatPage] = []
 
-    def make(name: str) -> ChatPage:
+    def make(name: str, *, user: str | None = None) -> ChatPage:
         context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
         contexts.append(context)
-        chat = ChatPage(context, server_url, username(name))
+        chat = ChatPage(context, server_url, user or username(name))
         pages.append(chat)
         return chat.open()
 

@@ -12,16 +12,13 @@ import json
 import os
 import shutil
 import urllib.request
-from collections.abc import Callable
 
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import ROOT, ChatPage
+from .conftest import ROOT, MakeChat
 
 pytestmark = pytest.mark.browser
-
-MakeChat = Callable[[str], ChatPage]
 
 
 def test_index_and_static_files_are_served(server_url: str) -> None:

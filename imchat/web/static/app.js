@@ -3,15 +3,17 @@
 // no dependencies.
 //
 //   js/api.js      REST client and the session (token) it sends
-//   js/socket.js   WebSocket: reconnect with backoff, resend, delivered
+//   js/socket.js   WebSocket: reconnect with backoff, resend, delivered and read
 //   js/state.js    conversations, profiles, localStorage; onChange/changed
 //   js/profiles.js names of users and groups, fetched once
 //   js/chat.js     server frames into the state, the user's actions
+//   js/inbox.js    the conversation list, unread counts, receipts, from the server
+//   js/history.js  a conversation's history pages from the server
 //   js/views/      the screens and dialogs; render.js repaints on changes
 //
-// The server keeps no message history for clients: conversations (list,
-// unread counts, last message, last seq) live in this browser, in
-// localStorage per user. The WebSocket protocol is docs/protocol.md.
+// The server keeps the conversations and their history (docs/api.md);
+// localStorage holds a copy per user so that a reload paints at once. The
+// WebSocket protocol is docs/protocol.md.
 
 import { api, currentSession, endSession, onSessionExpired, sessionResumable } from "./js/api.js";
 import { connect, connection, disconnect, onNotice } from "./js/chat.js";
@@ -19,7 +21,8 @@ import { $, toast } from "./js/dom.js";
 import * as state from "./js/state.js";
 import { showAuth, wireAuth } from "./js/views/auth.js";
 import { wireComposer } from "./js/views/composer.js";
-import { closeConversation } from "./js/views/conversation.js";
+import { refreshConversations } from "./js/inbox.js";
+import { closeConversation, wireConversation } from "./js/views/conversation.js";
 import { wireDialogs } from "./js/views/dialogs.js";
 import { renderConnection, renderMe } from "./js/views/header.js";
 import { render } from "./js/views/render.js";
@@ -39,6 +42,8 @@ async function startChat() {
   renderMe(me);
   connect(currentSession().token, renderConnection);
   render();
+  refreshConversations(); // again after each reconnect's sync: what happened meanwhile
+
 }
 
 function signOut(reason) {
@@ -55,6 +60,8 @@ function wireChrome() {
   $("#conn-retry").addEventListener("click", () => connection()?.retryNow());
   $("#back").addEventListener("click", closeConversation);
   $("#conv-filter").addEventListener("input", () => render());
+  // Coming back to the page reads the open conversation (render sends the read mark).
+  window.addEventListener("focus", () => state.isLoaded() && render());
   document.addEventListener("visibilitychange", () => {
     if (state.isLoaded()) render();
     if (document.visibilityState === "visible") connection()?.retryNow();
@@ -80,6 +87,7 @@ function boot() {
   wireChrome();
   wireDialogs();
   wireComposer();
+  wireConversation();
   if (sessionResumable()) {
     startChat();
   } else {

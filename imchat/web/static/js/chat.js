@@ -3,6 +3,7 @@
 // start a chat, groups). Views call these and repaint on state.changed().
 
 import { ApiError, api, currentSession } from "./api.js";
+import { receiveReceipt, refreshConversations } from "./inbox.js";
 import { fetchGroupTitle, lookupUser, profileArrived } from "./profiles.js";
 import { ChatSocket, sendFrame } from "./socket.js";
 import * as state from "./state.js";
@@ -55,6 +56,7 @@ const FRAME_HANDLERS = new Map([
   ["error", receiveError],
   ["event", receiveEvent],
   ["synced", receiveSynced],
+  ["receipt", receiveReceipt],
 ]);
 
 function onFrame(frame) {
@@ -69,27 +71,33 @@ function conversationFor(id, seed) {
 }
 
 function receiveMessage(frame) {
-  const own = frame.from === currentSession().user_id;
-  const seed = frame.group
-    ? { kind: "group", group: frame.group }
-    : { kind: "direct", peer: own ? frame.to : frame.from };
+  const me = currentSession().user_id;
+  const own = frame.from === me;
+  const seed = frame.group ? { kind: "group", group: frame.group } : { kind: "direct", peer: own ? frame.to : frame.from };
   const conv = conversationFor(frame.conversation_id, seed);
-  const known = conv.messages.find((m) => m.msgId === frame.msg_id || (m.seq === frame.seq && m.seq !== undefined));
-  if (!known) {
-    state.insertMessage(conv, {
-      msgId: frame.msg_id,
-      seq: frame.seq,
-      from: frame.from,
-      body: frame.body,
-      ts: frame.ts,
-      state: own ? "sent" : "received",
-    });
-    if (!own && !state.isVisible(conv)) conv.unread += 1;
-  }
-  conv.lastSeq = Math.max(conv.lastSeq, frame.seq);
+  const added = state.addMessage(conv, state.messageFrom(frame, me));
+  // Frames come in seq order: one at or below countedSeq is in the server's count already.
+  if (added && !own && !state.isVisible(conv) && frame.seq > conv.countedSeq) conv.unread += 1;
+  conv.countedSeq = Math.max(conv.countedSeq, frame.seq);
   if (!own) socket.confirmDelivered(conv.id, frame.seq);
   state.save();
   state.changed();
+}
+
+/**
+ * The user sees `conv` (open in a visible page): everything in it is read.
+ * Tells the server once per new highest seq; the server tells the user's
+ * other devices, whose badges clear.
+ */
+export function markRead(conv) {
+  if (!socket || !state.isVisible(conv)) return;
+  conv.unread = 0;
+  const seq = state.newestSeq(conv);
+  if (seq <= Math.max(conv.readSeq, state.readSent(conv))) return;
+  // Not conv.readSeq: that is the server's mark, and a read lost with this page must go again.
+  state.noteReadSent(conv, seq);
+  socket.confirmRead(conv.id, seq);
+  state.save();
 }
 
 function receiveAck(frame) {
@@ -134,9 +142,11 @@ function receiveEvent(frame) {
   state.changed();
 }
 
+/** Pending messages are all in: the list (and what other devices did meanwhile) comes from the server. */
 function receiveSynced(frame) {
   socket.markSynced();
   if (frame.count) state.changed();
+  refreshConversations();
 }
 
 // ---------------------------------------------------------------- actions
@@ -145,8 +155,10 @@ export function sendMessage(text) {
   const conv = state.activeConversation();
   const body = text.trim();
   if (!conv || !body || body.length > MAX_BODY || conv.left) return false;
-  const message = { cid: newClientId(), from: currentSession().user_id, body, ts: Date.now(), state: "sending" };
+  const replyTo = state.replyTo();
+  const message = { cid: newClientId(), from: currentSession().user_id, body, replyTo, ts: Date.now(), state: "sending" };
   state.insertMessage(conv, message);
+  state.setReplyTo(null);
   state.save();
   socket.send(sendFrame(conv, message)); // offline: it goes on the next connect
   state.changed();

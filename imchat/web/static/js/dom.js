@@ -34,6 +34,7 @@ export function svgIcon(path) {
 export const ICONS = {
   clock: "M12 22a10 10 0 1 0 0-20 10 10 0 0 0 0 20zM12 6v6l4 2",
   check: "M20 6L9 17l-5-5",
+  checks: "M18 7l-9.5 10L4 12.5M22 7l-9.5 10-1.2-1.2",
   alert: "M12 8v4M12 16h.01M12 22a10 10 0 1 0 0-20 10 10 0 0 0 0 20z",
 };
 

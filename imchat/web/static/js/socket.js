@@ -1,7 +1,7 @@
 // The WebSocket to the gateway (docs/protocol.md): connect, reconnect with
 // backoff, keep-alive pings, frames in and out, and the bookkeeping that makes
 // a drop lose nothing: unacked sends go again on every connect, and
-// "delivered" confirmations wait for an open socket.
+// "delivered" and "read" marks wait for an open socket.
 
 import { api } from "./api.js";
 
@@ -13,7 +13,8 @@ const PONG_WAIT_MS = 10000;
 /** The frame that sends `message` (an own message with its client id) in `conv`. */
 export function sendFrame(conv, message) {
   const target = conv.kind === "group" ? { group: conv.group } : { to: conv.peer };
-  return { type: "send", id: message.cid, ...target, body: message.body };
+  const reply = message.replyTo ? { reply_to: message.replyTo } : {};
+  return { type: "send", id: message.cid, ...target, body: message.body, ...reply };
 }
 
 /**
@@ -38,7 +39,8 @@ export class ChatSocket {
     this.closed = false;
     this.synced = false;
     this.status = "connecting";
-    this.deliveredDue = new Map(); // conversation id -> highest seq to confirm
+    // Marks to send, per frame type: conversation id -> highest seq.
+    this.marksDue = { delivered: new Map(), read: new Map() };
   }
 
   open() {
@@ -51,7 +53,7 @@ export class ChatSocket {
     this.setStatus("connecting");
     ws.onopen = () => {
       this.resendUnacked();
-      this.flushDelivered();
+      this.flushMarks();
       this.keepAlive();
     };
     ws.onmessage = (event) => {
@@ -89,14 +91,25 @@ export class ChatSocket {
    * server it arrived, so it is not pushed again. Batched per conversation.
    */
   confirmDelivered(conversationId, seq) {
-    const due = this.deliveredDue.get(conversationId) ?? 0;
-    this.deliveredDue.set(conversationId, Math.max(due, seq));
-    queueMicrotask(() => this.flushDelivered());
+    this.noteMark("delivered", conversationId, seq);
   }
 
-  flushDelivered() {
-    for (const [conversationId, seq] of this.deliveredDue) {
-      if (this.send({ type: "delivered", conversation_id: conversationId, seq })) this.deliveredDue.delete(conversationId);
+  /** The user has seen the conversation up to `seq`. Batched per conversation. */
+  confirmRead(conversationId, seq) {
+    this.noteMark("read", conversationId, seq);
+  }
+
+  noteMark(type, conversationId, seq) {
+    const due = this.marksDue[type];
+    due.set(conversationId, Math.max(due.get(conversationId) ?? 0, seq));
+    queueMicrotask(() => this.flushMarks());
+  }
+
+  flushMarks() {
+    for (const [type, due] of Object.entries(this.marksDue)) {
+      for (const [conversationId, seq] of due) {
+        if (this.send({ type, conversation_id: conversationId, seq })) due.delete(conversationId);
+      }
     }
   }
 

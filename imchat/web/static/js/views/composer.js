@@ -1,4 +1,5 @@
-// The message box: grows with the text, counts down near the limit, Enter sends.
+// The message box: grows with the text, counts down near the limit, Enter
+// sends; above it, the message being answered (Reply on a message).
 
 import { MAX_BODY, sendMessage } from "../chat.js";
 import { $ } from "../dom.js";
@@ -25,6 +26,7 @@ export function wireComposer() {
       $("#composer").requestSubmit();
     }
   });
+  $("#reply-cancel").addEventListener("click", () => state.setReplyTo(null));
   $("#composer").addEventListener("submit", (event) => {
     event.preventDefault();
     if (sendMessage(input.value)) {

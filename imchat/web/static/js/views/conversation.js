@@ -1,16 +1,27 @@
 // The conversation pane: its header, the messages (grouped by day and by
-// sender, with their delivery state) and the group notes between them.
+// sender, with the group notes between them), the newest page of history
+// when it opens and older pages as the user scrolls to the top.
 
-import { currentSession } from "../api.js";
-import { retryMessage } from "../chat.js";
-import { $, ICONS, h, svgIcon } from "../dom.js";
-import { avatar, avatarColor, dayLabel, paintAvatar, startOfDay, timeFormat } from "../format.js";
-import { conversationTitle, fullNameOf, nameOf, profileOf } from "../profiles.js";
+import { markRead } from "../chat.js";
+import { $, h } from "../dom.js";
+import { dayLabel, paintAvatar, startOfDay } from "../format.js";
+import { loadNewest, loadOlder, loadingOlder } from "../history.js";
+import { conversationTitle, nameOf, profileOf } from "../profiles.js";
 import * as state from "../state.js";
+import { failedNode, messageNode } from "./message.js";
 
-// How an own message's state is shown; a new state is one more entry in each.
-const STATE_LABELS = { sending: () => "Sending…", sent: (m) => `Sent (#${m.seq})`, failed: () => "Not sent" };
-const STATE_ICONS = { sending: ICONS.clock, sent: ICONS.check, failed: ICONS.alert };
+// Closer than this to the top of the messages, the page above is loaded.
+const LOAD_OLDER_PX = 150;
+
+/** Loading older pages when the user scrolls near the top of the messages. */
+export function wireConversation() {
+  $("#messages").addEventListener("scroll", loadOlderIfAtTop, { passive: true });
+}
+
+function loadOlderIfAtTop() {
+  const conv = state.activeConversation();
+  if (conv?.hasOlder && $("#messages").scrollTop < LOAD_OLDER_PX) loadOlder(conv);
+}
 
 export function openConversation(id) {
   state.setActive(id);
@@ -18,6 +29,8 @@ export function openConversation(id) {
   $("#chat-screen").classList.add("show-pane");
   state.changed({ scroll: "bottom" });
   $("#composer-input").focus();
+  const conv = state.conversation(id);
+  if (conv) loadNewest(conv).then(loadOlderIfAtTop); // a short first page leaves nothing to scroll
 }
 
 /** Back to the list (on a phone the list and the pane take the screen in turn). */
@@ -33,16 +46,21 @@ export function renderConversation(scroll) {
   $("#pane-empty").hidden = Boolean(conv);
   $("#conversation").hidden = !conv;
   if (!conv) return false;
-  if (state.isVisible(conv) && conv.unread) {
-    conv.unread = 0;
-    state.save();
-  }
+  markRead(conv);
   renderHeader(conv);
   $("#composer").hidden = conv.left;
   $("#composer-note").hidden = !conv.left;
   $("#composer-note").textContent = conv.left ? "You're no longer a member of this group." : "";
   renderMessages(conv, scroll);
+  renderReplyBar(conv);
   return true;
+}
+
+/** The message the composer answers, above the composer. */
+function renderReplyBar(conv) {
+  const quoted = state.replyTo() === null ? undefined : state.messageAt(conv, state.replyTo());
+  $("#reply-bar").hidden = !quoted || conv.left;
+  $("#reply-text").textContent = quoted ? `Replying to ${nameOf(quoted.from)}: ${quoted.body ?? ""}` : "";
 }
 
 function renderHeader(conv) {
@@ -57,8 +75,9 @@ function renderHeader(conv) {
 
 function renderMessages(conv, scroll) {
   const box = $("#messages");
-  const nearBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
-  const nodes = [];
+  const fromBottom = box.scrollHeight - box.scrollTop;
+  const nearBottom = fromBottom - box.clientHeight < 80;
+  const nodes = [historyTop(conv)];
   let lastDay = null;
   const items = conv.messages;
   items.forEach((message, i) => {
@@ -77,43 +96,16 @@ function renderMessages(conv, scroll) {
     if (message.state === "failed") nodes.push(failedNode(message));
   });
   box.replaceChildren(...nodes);
-  if (scroll === "bottom" || nearBottom) box.scrollTop = box.scrollHeight;
+  // Older messages went in above: what the user was reading stays where it was.
+  if (scroll === "anchor" && !nearBottom) box.scrollTop = box.scrollHeight - fromBottom;
+  else if (scroll === "bottom" || nearBottom) box.scrollTop = box.scrollHeight;
 }
 
-function messageNode(conv, message, first, last) {
-  const own = message.from === currentSession().user_id;
-  const showSender = conv.kind === "group" && !own && first;
-  const classes = ["msg", own ? "own" : "", first ? "first" : "", last ? "last" : ""].filter(Boolean).join(" ");
-  return h(
-    "div",
-    {
-      class: classes,
-      dataset: { testid: "message", state: own ? message.state : "received", seq: message.seq ?? "", cid: message.cid ?? "", from: message.from },
-    },
-    own ? null : avatar(message.from, fullNameOf(message.from), "small"),
-    h(
-      "div",
-      { class: "bubble" },
-      showSender ? h("span", { class: "sender", style: `color:${avatarColor(message.from)}` }, fullNameOf(message.from)) : null,
-      h("div", { class: "body" }, message.body),
-      h("div", { class: "meta" }, h("time", { datetime: new Date(message.ts).toISOString() }, timeFormat.format(message.ts)), own ? stateMark(message) : null),
-    ),
-  );
-}
-
-function stateMark(message) {
-  const label = STATE_LABELS[message.state]?.(message);
-  return h("span", { class: "tick", title: label, "aria-label": label, dataset: { testid: "message-state" } }, svgIcon(STATE_ICONS[message.state] ?? ICONS.check));
-}
-
-function failedNode(message) {
-  return h(
-    "div",
-    { class: "msg-error", role: "alert", dataset: { testid: "message-error" } },
-    svgIcon(ICONS.alert),
-    h("span", {}, message.error || "Not sent."),
-    h("button", { type: "button", class: "link", onclick: () => retryMessage(message.cid) }, "Retry"),
-  );
+/** The top of the loaded messages: more to load, or the start of the conversation. */
+function historyTop(conv) {
+  if (!state.historyLoaded(conv)) return h("div", { class: "history-top", dataset: { testid: "history-top" } });
+  const text = conv.hasOlder ? (loadingOlder(conv) ? "Loading earlier messages…" : "") : "This is the start of the conversation";
+  return h("div", { class: "history-top", dataset: { testid: "history-top", more: String(conv.hasOlder) } }, text);
 }
 
 /** A group event in words, worded at paint time: names may arrive after the event. */

@@ -49,6 +49,7 @@ function unreadBadge(conv) {
 function previewOf(conv) {
   const last = state.lastMessage(conv);
   if (!last) return conv.kind === "group" ? "Group created — say hello!" : "No messages yet";
-  if (last.from === currentSession().user_id) return `You: ${last.body}`;
-  return conv.kind === "group" ? `${nameOf(last.from)}: ${last.body}` : last.body;
+  const body = last.deleted ? "This message was deleted" : last.body;
+  if (last.from === currentSession().user_id) return `You: ${body}`;
+  return conv.kind === "group" ? `${nameOf(last.from)}: ${body}` : body;
 }
