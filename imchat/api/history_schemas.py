@@ -63,6 +63,12 @@ class ConversationSchema(Schema):
     conversation_id = fields.String(required=True)
     kind = fields.String(required=True, validate=validate.OneOf(("direct", "group")))
     peer_id = fields.String(metadata={"description": "direct conversations"})
+    peer_delivered_seq = fields.Integer(
+        metadata={"description": "direct: the other user's delivered mark (ticks)"}
+    )
+    peer_read_seq = fields.Integer(
+        metadata={"description": "direct: the other user's read mark (ticks)"}
+    )
     group_id = fields.String(metadata={"description": "group conversations"})
     name = fields.String(metadata={"description": "group conversations"})
     last_seq = fields.Integer(required=True)

@@ -129,7 +129,11 @@ def conversation_view(view: ConversationView) -> dict[str, Any]:
     if view.kind == "group":
         out.update(group_id=view.group_id, name=view.name)
     else:
-        out["peer_id"] = view.peer_id
+        out.update(
+            peer_id=view.peer_id,
+            peer_delivered_seq=view.peer_delivered_seq or 0,
+            peer_read_seq=view.peer_read_seq or 0,
+        )
     last = view.last_message
     out.update(
         last_seq=view.last_seq,

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Table, and_, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from imchat.stores import history
 from imchat.stores.models import Conversation, ConversationMember, Group, Message
@@ -56,6 +56,9 @@ class ConversationView:
     read_seq: int
     unread: int
     last_message: history.MessageRecord | None
+    # The other user's marks in a direct conversation (their read ticks).
+    peer_delivered_seq: int | None = None
+    peer_read_seq: int | None = None
 
 
 def record_activity(session: Session, activity: Mapping[str, Activity]) -> None:
@@ -199,6 +202,7 @@ def for_user(
     """The user's conversations, most recent activity first, with each one's last
     message and unread count, in one query. Former members' groups are left out."""
     member, conv = ConversationMember, Conversation
+    peer = aliased(ConversationMember)
     unread = (
         select(func.count())
         .select_from(Message)
@@ -212,8 +216,12 @@ def for_user(
         .scalar_subquery()
     )
     query = (
-        select(member, conv, Group.name, Message, unread)
+        select(member, conv, Group.name, Message, unread, peer.delivered_seq, peer.read_seq)
         .join(conv, conv.conversation_id == member.conversation_id)
+        .outerjoin(
+            peer,
+            and_(peer.conversation_id == member.conversation_id, peer.user_id == member.peer_id),
+        )
         .outerjoin(Group, Group.group_id == conv.group_id)
         .outerjoin(
             Message,
@@ -246,6 +254,8 @@ def _view(
     name: str | None,
     last: Message | None,
     unread: int,
+    peer_delivered: int | None,
+    peer_read: int | None,
 ) -> ConversationView:
     return ConversationView(
         conversation_id=conv.conversation_id,
@@ -259,4 +269,6 @@ def _view(
         read_seq=member.read_seq,
         unread=int(unread or 0),
         last_message=history.record_of(last) if last is not None else None,
+        peer_delivered_seq=peer_delivered,
+        peer_read_seq=peer_read,
     )

@@ -120,3 +120,19 @@ def test_a_group_read_reaches_the_members_a_delivered_only_the_readers_devices(
     gateway.receipts.flush(now=30.0)
     assert [r["read_seq"] for r in receipts(alice)] == [5]
     assert [r["read_seq"] for r in receipts(carol)] == [5]
+
+
+def test_a_direct_conversation_shows_the_peers_marks(services: Services) -> None:
+    """Read ticks survive a reload: the conversation carries the other user's marks."""
+    from imchat.services import conversations
+
+    with services.db.session() as session:
+        conversation_store.record_activity(
+            session, {DIRECT: conversation_store.Activity("direct", None, 3, 1)}
+        )
+        conversation_store.move_marks(session, "bob", DIRECT, 3, 2)
+    seen_by_alice = conversations.get_conversation(services, "alice", DIRECT)
+    assert (seen_by_alice["peer_delivered_seq"], seen_by_alice["peer_read_seq"]) == (3, 2)
+    seen_by_bob = conversations.get_conversation(services, "bob", DIRECT)
+    assert (seen_by_bob["peer_delivered_seq"], seen_by_bob["peer_read_seq"]) == (0, 0)
+    assert (seen_by_bob["delivered_seq"], seen_by_bob["read_seq"]) == (3, 2)

@@ -51,6 +51,9 @@ function adopt(view) {
   conv.updatedAt = Math.max(conv.updatedAt, view.last_activity ?? 0);
   conv.lastSeq = Math.max(conv.lastSeq, view.last_seq);
   conv.readSeq = Math.max(conv.readSeq, view.read_seq);
+  // A direct conversation carries the other user's marks too: ticks survive a reload.
+  conv.peerDelivered = Math.max(conv.peerDelivered ?? 0, view.peer_delivered_seq ?? 0);
+  conv.peerRead = Math.max(conv.peerRead ?? 0, view.peer_read_seq ?? 0);
   conv.unread = unreadOf(conv, view, me);
   conv.countedSeq = Math.max(conv.countedSeq, view.last_seq);
   if (view.last_seq > known) catchUp(conv);
