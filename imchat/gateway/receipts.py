@@ -52,6 +52,9 @@ class ReceiptCoalescer:
         self._lock = threading.Lock()
         self._due: dict[tuple[str, str], _Due] = {}
         self._sent_at: dict[tuple[str, str], float] = {}
+        # The marks each key's last receipt carried: a frame that moves nothing
+        # (a lower seq, a repeated confirmation) tells nobody anything new.
+        self._sent_marks: dict[tuple[str, str], tuple[int, int]] = {}
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="imchat-receipts", daemon=True)
 
@@ -101,6 +104,16 @@ class ReceiptCoalescer:
     def _forget_old(self, now: float) -> None:
         if len(self._sent_at) > 10_000:
             self._sent_at = {k: t for k, t in self._sent_at.items() if now - t < WINDOW_SECONDS}
+            self._sent_marks = {k: m for k, m in self._sent_marks.items() if k in self._sent_at}
+
+    def _moved(self, key: tuple[str, str], frame: ReceiptFrame) -> bool:
+        """Whether ``frame`` carries other marks than the key's last receipt (and remember it)."""
+        marks = (frame.delivered_seq, frame.read_seq)
+        with self._lock:
+            if self._sent_marks.get(key) == marks:
+                return False
+            self._sent_marks[key] = marks
+        return True
 
     def _send(self, ready: dict[tuple[str, str], _Due]) -> None:
         outbox = Outbox(self.services)
@@ -115,6 +128,8 @@ class ReceiptCoalescer:
                     max(member.delivered_seq, due.delivered),
                     max(member.read_seq, due.read),
                 )
+                if not self._moved((user_id, conversation_id), frame):
+                    continue
                 audience = self._audience(member, due)
                 outbox.push_frame(frame.to_dict(), audience, exclude_conn=due.conn_id)
         outbox.send()
