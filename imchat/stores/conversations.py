@@ -178,8 +178,15 @@ def move_marks(
     """Raise the user's delivered and read marks (never lower them); whether one moved.
 
     Reading implies delivery: the delivered mark is raised to the read one too.
+    A mark never passes the conversation's last seq: one set ahead of it would
+    hide the messages still to come from the user's pending ones.
     """
-    delivered = max(delivered, read)
+    last_seq = session.scalar(
+        select(Conversation.last_seq).where(Conversation.conversation_id == conversation_id)
+    )
+    if last_seq is None:
+        return False
+    delivered, read = min(max(delivered, read), last_seq), min(read, last_seq)
     member = ConversationMember
     mine = and_(member.user_id == user_id, member.conversation_id == conversation_id)
     moved = 0

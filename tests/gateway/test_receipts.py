@@ -84,6 +84,10 @@ def test_a_burst_gives_one_receipt_now_and_the_latest_after_the_window(gateway: 
 
 def test_marks_in_a_receipt_never_go_back(gateway: Gateway, services: Services) -> None:
     alice = connect(gateway, "alice")
+    with services.db.session() as session:
+        conversation_store.record_activity(
+            session, {DIRECT: conversation_store.Activity("direct", None, 10, 1)}
+        )
     gateway.confirmations.add("bob", DIRECT, 9, 7)  # written at once (inline jobs)
     gateway.receipts.note("bob", DIRECT, 3, 2, None)
     gateway.receipts.flush(now=10.0)
@@ -136,3 +140,16 @@ def test_a_direct_conversation_shows_the_peers_marks(services: Services) -> None
     seen_by_bob = conversations.get_conversation(services, "bob", DIRECT)
     assert (seen_by_bob["peer_delivered_seq"], seen_by_bob["peer_read_seq"]) == (0, 0)
     assert (seen_by_bob["delivered_seq"], seen_by_bob["read_seq"]) == (3, 2)
+
+
+def test_a_mark_never_passes_the_last_message(services: Services) -> None:
+    """A mark set ahead of the conversation would hide the messages still to come."""
+    with services.db.session() as session:
+        conversation_store.record_activity(
+            session, {DIRECT: conversation_store.Activity("direct", None, 4, 1)}
+        )
+        assert conversation_store.move_marks(session, "bob", DIRECT, 1_000, 900)
+        member = conversation_store.membership(session, "bob", DIRECT)
+        assert member is not None
+        assert (member.delivered_seq, member.read_seq) == (4, 4)
+        assert not conversation_store.move_marks(session, "bob", "d:nobody:else", 5, 5)
