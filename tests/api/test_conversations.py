@@ -79,7 +79,8 @@ def test_a_direct_conversation_is_listed_from_its_first_message(api: ApiClient) 
     alice, bob = api.user("alice"), api.user("bob")
     conversation = direct_id(alice, bob)
     assert listing(api, alice) == {"conversations": [], "next": None}
-    assert_error(api.call("GET", f"/conversations/{conversation}", alice), 404)
+    for user in (alice, bob):
+        assert_error(api.call("GET", f"/conversations/{conversation}", user), 404)
 
     envelope = Chat(api).send(alice, "first", to=bob)
     for user, peer in ((alice, bob), (bob, alice)):
@@ -125,6 +126,7 @@ def test_unread_in_a_group_counts_only_the_members_own_window(api: ApiClient) ->
     assert added.status_code == 201, added.json
     [joined] = listing(api, carol)["conversations"]
     assert (joined["unread"], joined["last_message"]) == (0, None)
+    assert (joined["delivered_seq"], joined["read_seq"]) == (3, 3)  # from the join on
     chat.send(bob, "after", group=group)
     [conv] = listing(api, carol)["conversations"]
     assert (conv["unread"], conv["last_seq"], conv["last_message"]["body"]) == (1, 4, "after")
@@ -196,6 +198,8 @@ def test_the_cursor_pages_through_everything_once_when_times_tie(api: ApiClient)
     assert len(everything) == 11 and len(set(everything)) == 11
     assert everything[0] == direct_id(alice, peers[8])
     assert everything[8] == direct_id(alice, peers[7])
+    tied = [direct_id(alice, peer) for peer in peers[:7]]
+    assert everything[1:8] == sorted(tied, reverse=True)  # ties: by conversation id
     assert set(everything[9:]) == {group_id_of(g) for g in groups}
     for limit in (1, 2, 3, 4, 10, 11):
         pages = every_page(api, alice, limit)

@@ -31,6 +31,7 @@ def test_every_group_of_the_caller_with_its_role(api: ApiClient) -> None:
     assert promoted.status_code == 200, promoted.json
 
     mine = my_groups(api, alice)
+    assert [g["name"] for g in mine.values()] == ["pair", "team"]  # by name
     assert {g: mine[g]["role"] for g in mine} == {team: "owner", pair: "member"}
     assert (mine[team]["name"], mine[team]["owner_id"], mine[team]["member_count"]) == (
         "team",
