@@ -156,6 +156,9 @@ def _decode_cursor(cursor: str) -> tuple[int, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         ts, conversation_id = raw.split(":", 1)
+        # Bounded like the BIGINT it is compared with: SQLite cannot bind a larger int.
+        if not 0 <= int(ts) < 2**63:
+            raise ValueError(ts)
         return int(ts), conversation_id
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise APIError(400, "invalid cursor: pass the `next` of a page") from None

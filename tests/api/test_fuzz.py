@@ -1,4 +1,5 @@
-"""Random and near-valid bodies on every route: never a 500, never a non-JSON answer."""
+"""Random and near-valid bodies and query strings on every route: never a 500,
+never a non-JSON answer."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ import pytest
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from werkzeug.test import TestResponse
 
-from .support import ApiClient, User
+from tests.support.queries import query_for
+
+from .history_support import Chat, direct_id, group_id_of
+from .support import ApiClient, User, assert_error
 
 # Any JSON document, small.
 json_values = st.recursive(
@@ -60,6 +65,7 @@ def routes(ids: st.SearchStrategy[str]) -> list[tuple[str, str, st.SearchStrateg
             "/groups",
             near_valid(name=st.text(max_size=110), member_ids=st.lists(ids, max_size=4)),
         ),
+        ("GET", "/groups", st.none()),
         ("GET", "/groups/{group}", st.none()),
         ("GET", "/groups/{group}/members", st.none()),
         (
@@ -73,6 +79,9 @@ def routes(ids: st.SearchStrategy[str]) -> list[tuple[str, str, st.SearchStrateg
             near_valid(role=st.sampled_from(["owner", "admin", "member"])),
         ),
         ("DELETE", "/groups/{group}/members/{user}", st.none()),
+        ("GET", "/conversations", st.none()),
+        ("GET", "/conversations/{conversation}", st.none()),
+        ("GET", "/conversations/{conversation}/messages", st.none()),
         ("GET", "/openapi.json", st.none()),
     ]
 
@@ -82,7 +91,11 @@ def test_no_route_answers_500_or_non_json(app: Flask) -> None:
     api = ApiClient(app)
     owner, member = api.user("owner"), api.user("member")
     group_id = api.group(owner, member)
-    real_ids = [owner.user_id, member.user_id, group_id, "me"]
+    chat = Chat(api)
+    chat.send(owner, to=member)
+    chat.send(member, group=group_id)
+    conversations = [direct_id(owner, member), group_id_of(group_id)]
+    real_ids = [owner.user_id, member.user_id, group_id, "me", *conversations]
     ids = st.sampled_from(real_ids) | st.text(max_size=40)
     table = routes(ids)
 
@@ -103,8 +116,12 @@ def test_no_route_answers_500_or_non_json(app: Flask) -> None:
     ) -> None:
         method, template, bodies = route
         path = template.format(
-            group=quote(data.draw(ids), safe=""), user=quote(data.draw(ids), safe="")
+            group=quote(data.draw(ids), safe=""),
+            user=quote(data.draw(ids), safe=""),
+            conversation=quote(data.draw(ids), safe=""),
         )
+        if method == "GET":  # the query strings of the list and history routes, and others
+            path += data.draw(query_for(path))
         body = data.draw(st.one_of(bodies, json_values))
         payload = data.draw(st.binary(max_size=40)) if raw else json.dumps(body).encode()
         # A new made-up client address per example keeps most calls under the rate limits.
@@ -112,9 +129,40 @@ def test_no_route_answers_500_or_non_json(app: Flask) -> None:
             f"198.51.{data.draw(st.integers(0, 255))}.{data.draw(st.integers(0, 255))}"
         )
         response = api.call(method, path, caller, data=payload, content_type="application/json")
-        assert response.status_code < 500, (method, path, payload, response.get_data(as_text=True))
-        if response.status_code != 204:
-            assert response.mimetype == "application/json", (method, path, response.status_code)
-            assert isinstance(response.json, (dict, list))
+        assert_json_answer(response, f"{method} {path} {payload!r}")
+
+    check()
+
+
+def assert_json_answer(response: TestResponse, request: str) -> None:
+    assert response.status_code < 500, (request, response.get_data(as_text=True))
+    if response.status_code != 204:
+        assert response.mimetype == "application/json", (request, response.status_code)
+        assert isinstance(response.json, (dict, list))
+
+
+@pytest.mark.unit
+def test_no_query_string_of_the_history_routes_answers_500(app: Flask) -> None:
+    """The list and history routes, always with a member's token, so that every
+    query string reaches validation and the stores (cursors, seqs, limits)."""
+    api = ApiClient(app)
+    alice, bob = api.user("alice"), api.user("bob")
+    group_id = api.group(alice, bob)
+    chat = Chat(api)
+    chat.deliver(*(chat.envelope(alice, f"m{n}", to=bob) for n in range(5)))
+    chat.send(bob, group=group_id)
+    conversations = st.sampled_from([direct_id(alice, bob), group_id_of(group_id)])
+    paths = st.sampled_from(["/conversations", "/groups"]) | conversations.flatmap(
+        lambda c: st.sampled_from([f"/conversations/{c}", f"/conversations/{c}/messages"])
+    )
+
+    @settings(max_examples=400, deadline=None, database=None)
+    @given(path=paths, data=st.data(), caller=st.sampled_from([alice, bob]))
+    def check(path: str, data: st.DataObject, caller: User) -> None:
+        query = data.draw(query_for(path))
+        response = api.call("GET", path + query, caller)
+        assert_json_answer(response, f"GET {path}{query}")
+        if response.status_code >= 400:
+            assert assert_error(response, response.status_code)["code"]
 
     check()

@@ -1,7 +1,8 @@
 """REST fuzzing against the running server over real HTTP (CONTRACT.md, HTTP API).
 
 Every route of docs/api.md gets random, near-valid, huge, deeply nested,
-odd-unicode and garbage bodies, with a valid token, a bad one and none.
+odd-unicode and garbage bodies (and every GET near-valid and garbled query
+strings: limits, cursors, seqs), with a valid token, a bad one and none.
 Whatever the input: never a 500, every error a JSON body of the contract's
 shape, every success JSON (but 204), and no traceback in the server log.
 tests/api/test_fuzz.py does the same in-process; this one goes through the
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 
 from imchat.client import ApiClient, Session
 from tests.support.clients import Answer, assert_error_shape, bearer, http_call, register_users
+from tests.support.queries import query_for
 from tests.support.server import EmbeddedServer
 
 pytestmark = pytest.mark.e2e
@@ -123,11 +125,15 @@ def routes(ids: st.SearchStrategy[str]) -> list[tuple[str, str, st.SearchStrateg
         ("GET", "/api/v1/users/{user}", st.none()),
         ("GET", "/api/v1/users/by-username/{user}", st.none()),
         ("POST", "/api/v1/groups", near_valid(name=st.text(max_size=110), member_ids=members)),
+        ("GET", "/api/v1/groups", st.none()),
         ("GET", "/api/v1/groups/{group}", st.none()),
         ("GET", "/api/v1/groups/{group}/members", st.none()),
         ("POST", "/api/v1/groups/{group}/members", near_valid(user_id=ids, role=roles)),
         ("PATCH", "/api/v1/groups/{group}/members/{user}", near_valid(role=roles)),
         ("DELETE", "/api/v1/groups/{group}/members/{user}", st.none()),
+        ("GET", "/api/v1/conversations", st.none()),
+        ("GET", "/api/v1/conversations/{conversation}", st.none()),
+        ("GET", "/api/v1/conversations/{conversation}/messages", st.none()),
         ("GET", "/api/v1/openapi.json", st.none()),
         ("GET", "/healthz", st.none()),
         ("GET", "/readyz", st.none()),
@@ -152,19 +158,23 @@ def check_answer(answer: Answer, request: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def cast(embedded_server: EmbeddedServer) -> tuple[Session, Session, str]:
+def cast(embedded_server: EmbeddedServer) -> tuple[Session, Session, str, list[str]]:
+    """Two users, a group of both, and a message in their direct conversation and
+    in the group, so the history routes have something to page through."""
     owner, member = register_users(embedded_server.base_url, 2)
-    group = ApiClient(embedded_server.base_url).create_group(
-        owner.token, "fuzzed", [member.user_id]
-    )
-    return owner, member, group["group_id"]
+    client = ApiClient(embedded_server.base_url)
+    group = client.create_group(owner.token, "fuzzed", [member.user_id])
+    with client.connect(owner.token) as chat:
+        direct = chat.send("fuzz me", to=member.user_id)["conversation_id"]
+        in_group = chat.send("and me", group=group["group_id"])["conversation_id"]
+    return owner, member, group["group_id"], [direct, in_group]
 
 
 def test_no_route_answers_500_or_non_json(
-    embedded_server: EmbeddedServer, cast: tuple[Session, Session, str]
+    embedded_server: EmbeddedServer, cast: tuple[Session, Session, str, list[str]]
 ) -> None:
-    owner, member, group_id = cast
-    real = [owner.user_id, member.user_id, group_id, "me", owner.username]
+    owner, member, group_id, conversations = cast
+    real = [owner.user_id, member.user_id, group_id, "me", owner.username, *conversations]
     odd_ids = st.sampled_from(["..", "../..", "a/b", "%2e%2e", "x" * 300, "\u202e", "' OR 1=1 --"])
     ids = st.sampled_from(real) | st.text(max_size=40) | odd_ids
     table = routes(ids)
@@ -188,8 +198,12 @@ def test_no_route_answers_500_or_non_json(
     ) -> None:
         method, template, bodies = route
         path = template.format(
-            group=quote(data.draw(ids), safe=""), user=quote(data.draw(ids), safe="")
+            group=quote(data.draw(ids), safe=""),
+            user=quote(data.draw(ids), safe=""),
+            conversation=quote(data.draw(ids), safe=""),
         )
+        if method == "GET":  # query strings: the list's and history's, and stray ones
+            path += data.draw(query_for(path))
         body = data.draw(st.one_of(bodies, json_values))
         payload = data.draw(raw_bodies) if raw else json.dumps(body).encode()
         headers = {
