@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Table, and_, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
@@ -207,8 +208,14 @@ def for_user(
     conversation_id: str | None = None,
 ) -> list[ConversationView]:
     """The user's conversations, most recent activity first, with each one's last
-    message and unread count, in one query. Former members' groups are left out."""
+    message and unread count, in one query. Former members' groups are left out.
+
+    The page is picked first (member rows and their conversations only), so the
+    unread counts and last messages are worked out for its rows alone, not for
+    every conversation the user has.
+    """
     member, conv = ConversationMember, Conversation
+    page = _page(session, user_id, limit, before, conversation_id)
     peer = aliased(ConversationMember)
     unread = (
         select(func.count())
@@ -224,6 +231,7 @@ def for_user(
     )
     query = (
         select(member, conv, Group.name, Message, unread, peer.delivered_seq, peer.read_seq)
+        .join(page, page.c.conversation_id == member.conversation_id)
         .join(conv, conv.conversation_id == member.conversation_id)
         .outerjoin(
             peer,
@@ -238,21 +246,38 @@ def for_user(
                 Message.seq > member.joined_seq,
             ),
         )
+        .where(member.user_id == user_id)
+        .order_by(page.c.active_at.desc(), conv.conversation_id.desc())
+    )
+    return [_view(*row) for row in session.execute(query)]
+
+
+def _page(
+    session: Session,
+    user_id: str,
+    limit: int,
+    before: tuple[int, str] | None,
+    conversation_id: str | None,
+) -> Any:
+    """The ids and activity times of one page of the user's conversations."""
+    member, conv = ConversationMember, Conversation
+    activity = func.greatest if session.get_bind().dialect.name == "mysql" else func.max
+    active_at = activity(conv.last_ts, member.joined_ts)
+    query = (
+        select(member.conversation_id, active_at.label("active_at"))
+        .join(conv, conv.conversation_id == member.conversation_id)
         .where(member.user_id == user_id, member.left_seq.is_(None))
         # A direct conversation is listed from its first message on.
         .where(or_(conv.kind == "group", conv.last_seq > 0))
     )
     if conversation_id is not None:
         query = query.where(member.conversation_id == conversation_id)
-    activity = func.greatest if session.get_bind().dialect.name == "mysql" else func.max
-    active_at = activity(conv.last_ts, member.joined_ts)
     if before is not None:
         ts, last_id = before
         query = query.where(
             or_(active_at < ts, and_(active_at == ts, conv.conversation_id < last_id))
         )
-    query = query.order_by(active_at.desc(), conv.conversation_id.desc()).limit(limit)
-    return [_view(*row) for row in session.execute(query)]
+    return query.order_by(active_at.desc(), conv.conversation_id.desc()).limit(limit).subquery()
 
 
 def _view(
