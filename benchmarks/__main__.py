@@ -95,7 +95,7 @@ def main() -> None:
     else:
         from benchmarks import report
 
-        report.render(Path(args.input) if args.input else None)
+        report.render(Path(args.input).resolve() if args.input else None)
 
 
 if __name__ == "__main__":
