@@ -9,7 +9,9 @@ load generator can measure the bare stack with the same frames it sends imchat:
 - anything else: echoed back as is.
 
 ``/ws?push=N`` first pushes N frames and then ``synced``, the ceiling of a
-reconnect with N pending messages.
+reconnect with N pending messages. ``GET /page?n=N&shape=message|conversation``
+answers a JSON page of N made-up items shaped like imchat's, the ceiling of a
+page of history or of the conversation list.
 """
 
 from __future__ import annotations
@@ -65,6 +67,28 @@ def echo(ws: Any) -> None:
         pass
     finally:
         sockets.discard(ws)
+
+
+MESSAGE = {
+    "msg_id": "0" * 32, "conversation_id": "d:" + "1" * 32 + ":" + "2" * 32, "seq": 123456,
+    "from": "1" * 32, "to": "2" * 32, "body": "message 123456 of the benchmark history",
+    "ts": 1_790_000_000_000, "reply_to": None, "edited_at": None, "deleted": False,
+    "reactions": {},
+}  # fmt: skip
+CONVERSATION = {
+    "conversation_id": MESSAGE["conversation_id"], "kind": "direct", "peer_id": "2" * 32,
+    "last_seq": 10, "last_message": MESSAGE, "last_activity": 1_790_000_000_000,
+    "delivered_seq": 10, "read_seq": 5, "unread": 3,
+}  # fmt: skip
+
+
+@app.get("/page")
+def page() -> dict[str, Any]:
+    """A page as large as imchat's, built per request (as imchat builds its views)."""
+    count = int(request.args.get("n", "50"))
+    if request.args.get("shape") == "conversation":
+        return {"conversations": [dict(CONVERSATION) for _ in range(count)], "next": "x" * 60}
+    return {"messages": [dict(MESSAGE) for _ in range(count)], "has_more": True}
 
 
 @app.get("/healthz")

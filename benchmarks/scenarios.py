@@ -6,11 +6,14 @@
 - ``fanout``: a group with every member online, deliveries/s and latency
   (the ceiling: an in-process broadcast to as many sockets);
 - ``pending``: a reconnect with N pending messages, time until ``synced``
-  (the ceiling: the echo app pushing N frames on connect).
+  (the ceiling: the echo app pushing N frames on connect);
+- ``conversations``, ``history``, ``biggroup``: issue 12's conversation list,
+  history pages and 10,000-member group (``benchmarks/history.py``).
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -20,10 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks import history
 from benchmarks.servers import Loadgen, Server, run_job
 
 Result = dict[str, Any]
-SCENARIOS = ("direct", "idle", "fanout", "pending")
+CORE = ("direct", "idle", "fanout", "pending")
+SCENARIOS = (*CORE, "conversations", "history", "biggroup")
 
 
 @dataclass(frozen=True)
@@ -39,12 +44,19 @@ class Params:
     group: int = 1000
     fanout_window: int = 4
     pending: int = 10_000
+    conversations: int = 1000  # of the user whose list is read
+    conversation_messages: int = 10  # in each of them
+    history: int = 1_000_000  # messages of the conversation paged
+    requests: int = 500  # GETs measured per figure
+    big_group: int = 10_000
+    big_online: int = 1000  # of its members (from ``group``'s users, the sender among them)
 
 
 FULL = Params()
 QUICK = Params(
     pairs=4, window=2, warmup=0.2, duration=0.5, rates=(100,), idle=40, group=10,
-    fanout_window=2, pending=100,
+    fanout_window=2, pending=100, conversations=60, history=2000, requests=20,
+    big_group=50, big_online=10,
 )  # fmt: skip
 
 
@@ -55,13 +67,15 @@ class Population:
     def __init__(self, server: Server, params: Params) -> None:
         self.server = server
         self.is_echo = server.kind == "echo"
-        count = 0 if self.is_echo else params.group + 2 * params.pairs + 2
+        count = 0 if self.is_echo else params.group + 2 * params.pairs + 2 + 3
         started = time.perf_counter()
         users = server.register(count) if count else []
         self.register_seconds = time.perf_counter() - started
         self.group = users[: params.group]
         self.pairs = users[params.group : params.group + 2 * params.pairs]
-        self.pending = users[params.group + 2 * params.pairs :]
+        self.pending = users[params.group + 2 * params.pairs :][:2]
+        # The conversation list's user, and the two users of the long history.
+        self.extra = users[params.group + 2 * params.pairs + 2 :]
 
 
 def direct(pop: Population, params: Params) -> Result:
@@ -148,23 +162,34 @@ def pending(pop: Population, params: Params) -> Result:
             "acked": burst["acked"]}  # fmt: skip
 
 
-RUNNERS = {"direct": direct, "idle": idle, "fanout": fanout, "pending": pending}
+RUNNERS = {
+    "direct": direct,
+    "idle": idle,
+    "fanout": fanout,
+    "pending": pending,
+    "conversations": history.conversations,
+    "history": history.history,
+    "biggroup": history.biggroup,
+}
 
 
 def run_all(server: Server, params: Params, names: list[str]) -> Result:
     """Every named scenario on one server; idle first, before any message exists."""
     pop = Population(server, params)
-    users = len(pop.group) + len(pop.pairs) + len(pop.pending)
+    users = len(pop.group) + len(pop.pairs) + len(pop.pending) + len(pop.extra)
     results: Result = {"register_seconds": pop.register_seconds, "users": users}
     for name in names:
+        # Other work shares this machine: each figure says how loaded it was.
+        load = [round(x, 2) for x in os.getloadavg()]
         started = time.perf_counter()
         try:
             results[name] = RUNNERS[name](pop, params)
         except Exception as exc:  # one broken scenario must not lose the others' figures
             results[name] = {"error": repr(exc)[:500]}
         results[name]["wall_seconds"] = time.perf_counter() - started
+        results[name]["load_average_before"] = load
         took = results[name]["wall_seconds"]
-        print(f"  {server.kind} {name}: done in {took:.1f} s", file=sys.stderr)
+        print(f"  {server.kind} {name}: done in {took:.1f} s (load {load})", file=sys.stderr)
     return results
 
 
