@@ -6,12 +6,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, and_, func, or_, select, update
+from sqlalchemy import Table, and_, case, func, or_, select, update
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
 from imchat.stores import history
 from imchat.stores.models import Conversation, ConversationMember, Group, Message
-from imchat.stores.sql import insert_ignore
+from imchat.stores.sql import insert_ignore, is_mysql
 
 CONVERSATIONS: Table = Conversation.__table__  # type: ignore[assignment]
 MEMBERS: Table = ConversationMember.__table__  # type: ignore[assignment]
@@ -63,26 +65,40 @@ class ConversationView:
 
 
 def record_activity(session: Session, activity: Mapping[str, Activity]) -> None:
-    """Create the conversations seen first and raise each one's last seq (and
-    with it the activity time). Sorted: concurrent consumers lock in one order."""
-    ids = sorted(activity)
-    insert_ignore(
-        session,
-        CONVERSATIONS,
-        [
-            {"conversation_id": c, "kind": activity[c].kind, "group_id": activity[c].group_id}
-            for c in ids
-        ],
-    )
-    for conversation_id in ids:
-        seen = activity[conversation_id]
+    """Create the conversations seen first and raise each one's last seq (and with
+    it the activity time), never lowering them: one upsert for the whole batch,
+    sorted, so that concurrent consumers lock rows in one order."""
+    rows = [
+        {
+            "conversation_id": c,
+            "kind": activity[c].kind,
+            "group_id": activity[c].group_id,
+            "last_seq": activity[c].last_seq,
+            "last_ts": activity[c].last_ts,
+        }
+        for c in sorted(activity)
+    ]
+    if not rows:
+        return
+    table = CONVERSATIONS
+    if is_mysql(session):
+        my = mysql_insert(table).values(rows)
+        newer = my.inserted.last_seq > table.c.last_seq
+        # In this order: MySQL assigns left to right, and last_ts reads the old last_seq.
+        raise_both = [
+            ("last_ts", case((newer, my.inserted.last_ts), else_=table.c.last_ts)),
+            ("last_seq", func.greatest(table.c.last_seq, my.inserted.last_seq)),
+        ]
+        session.execute(my.on_duplicate_key_update(raise_both))
+    else:
+        lite = sqlite_insert(table).values(rows)
+        newer = lite.excluded.last_seq > table.c.last_seq
+        changes = {
+            "last_ts": case((newer, lite.excluded.last_ts), else_=table.c.last_ts),
+            "last_seq": func.max(table.c.last_seq, lite.excluded.last_seq),
+        }
         session.execute(
-            update(Conversation)
-            .where(
-                Conversation.conversation_id == conversation_id,
-                Conversation.last_seq < seen.last_seq,
-            )
-            .values(last_seq=seen.last_seq, last_ts=seen.last_ts)
+            lite.on_conflict_do_update(index_elements=["conversation_id"], set_=changes)
         )
 
 
