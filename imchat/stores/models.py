@@ -158,6 +158,18 @@ class ConversationMember(Base):
     joined_ts: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
+class Block(Base):
+    """``user_id`` blocks ``blocked_id``: no direct messages from them, no presence
+    or typing to them. Groups are shared spaces and stay as they are."""
+
+    __tablename__ = "blocks"
+    __table_args__ = (Index("ix_blocks_blocked_id", "blocked_id"),)
+
+    user_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    blocked_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
+
+
 class SequenceSnapshot(Base):
     """The durable ceiling of a conversation's seq.
 
