@@ -18,19 +18,10 @@ from imchat.gateway.dispatch import handle_frame
 from imchat.gateway.hub import Gateway
 from imchat.ops import migrate
 from imchat.stores import users as user_store
+from tests.support.recording import RecordingSocket
 
 pytestmark = pytest.mark.unit
 NOWHERE = "127.0.0.1:1"  # nothing listens on port 1
-
-
-class RecordingSocket:
-    """Stands in for the WebSocket: keeps what the gateway writes."""
-
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-
-    def send(self, data: str) -> None:
-        self.sent.append(json.loads(data))
 
 
 def add_user(services: Services) -> str:
@@ -46,9 +37,9 @@ def send_frame(gateway: Gateway, user_id: str, to: str) -> dict[str, Any]:
     frame = {"type": "send", "id": "c1", "to": to, "body": "hello"}
     handle_frame(gateway, conn, json.dumps(frame))
     handle_frame(gateway, conn, '{"type": "ping"}')
-    assert socket.sent[-1] == {"type": "pong"}, "the connection must stay usable"
+    assert socket.frames[-1] == {"type": "pong"}, "the connection must stay usable"
     assert not conn.inflight, "nothing may be waiting for an ack"
-    return socket.sent[0]
+    return socket.frames[0]
 
 
 def test_database_down_answers_unavailable(settings: Settings) -> None:

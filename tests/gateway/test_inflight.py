@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
@@ -20,6 +19,7 @@ from imchat.gateway.hub import Gateway
 from imchat.ops import migrate
 from imchat.services.delivery.records import process_records
 from imchat.stores import users as user_store
+from tests.support.recording import connect
 
 pytestmark = pytest.mark.unit
 
@@ -44,14 +44,6 @@ class InstantBus(EmbeddedBus):
             self.publish(*record)
 
 
-class RecordingSocket:
-    def __init__(self) -> None:
-        self.frames: list[dict[str, Any]] = []
-
-    def send(self, data: str) -> None:
-        self.frames.append(json.loads(data))
-
-
 @pytest.fixture
 def services(settings: Settings) -> Iterator[Services]:
     migrate.upgrade(settings)
@@ -64,13 +56,6 @@ def services(settings: Settings) -> Iterator[Services]:
     services.close()
 
 
-def connected(gateway: Gateway, user_id: str) -> Connection:
-    conn = Connection(RecordingSocket(), user_id)
-    gateway.attach(conn)
-    conn.finish_sync([])
-    return conn
-
-
 def send(gateway: Gateway, conn: Connection, cid: str) -> None:
     frame = {"type": "send", "id": cid, "to": "bob", "body": "hi"}
     handle_frame(gateway, conn, json.dumps(frame))
@@ -79,7 +64,7 @@ def send(gateway: Gateway, conn: Connection, cid: str) -> None:
 def test_an_ack_before_publish_returns_leaves_nothing_inflight(services: Services) -> None:
     gateway = Gateway(services)
     gateway.start()
-    alice = connected(gateway, "alice")
+    alice = connect(gateway, "alice")
     send(gateway, alice, "c1")
 
     acks = [f for f in alice.ws.frames if f["type"] == "ack"]  # type: ignore[attr-defined]
@@ -93,7 +78,7 @@ def test_an_ack_before_publish_returns_leaves_nothing_inflight(services: Service
 def test_a_send_whose_publish_fails_is_not_tracked(services: Services) -> None:
     gateway = Gateway(services)
     gateway.start()
-    alice = connected(gateway, "alice")
+    alice = connect(gateway, "alice")
     services.bus.fail = True  # type: ignore[attr-defined]
     send(gateway, alice, "c1")
 
@@ -109,7 +94,7 @@ def test_a_send_whose_publish_fails_is_not_tracked(services: Services) -> None:
 def test_an_unacked_send_is_published_again_on_resync(services: Services) -> None:
     gateway = Gateway(services)
     gateway.start()
-    alice = connected(gateway, "alice")
+    alice = connect(gateway, "alice")
     alice.track_send("c9", "direct_msg", "d:alice:bob", b'{"cid": "c9"}')
     services.bus.publish = lambda topic, key, value: services.bus.published.append(  # type: ignore[attr-defined, method-assign]
         json.loads(value)["cid"]

@@ -3,7 +3,6 @@ to the right people (the coalescer driven by hand with its own clock)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -19,20 +18,13 @@ from imchat.services import groups
 from imchat.services.conversations import direct_conversation_id
 from imchat.stores import conversations as conversation_store
 from imchat.stores import users as user_store
+from tests.support.recording import connect, recorded
 
 pytestmark = pytest.mark.unit
 
 
-class RecordingSocket:
-    def __init__(self) -> None:
-        self.frames: list[dict[str, Any]] = []
-
-    def send(self, data: str) -> None:
-        self.frames.append(json.loads(data))
-
-
 def receipts(conn: Connection) -> list[dict[str, Any]]:
-    return [f for f in conn.ws.frames if f["type"] == "receipt"]  # type: ignore[attr-defined]
+    return recorded(conn, "receipt")
 
 
 @pytest.fixture
@@ -57,13 +49,6 @@ def gateway(services: Services) -> Iterator[Gateway]:
     gateway.receipts.stop()  # flushed by hand below, with a clock of the test's own
     yield gateway
     gateway.stop()
-
-
-def connect(gateway: Gateway, user_id: str) -> Connection:
-    conn = Connection(RecordingSocket(), user_id)
-    gateway.attach(conn)
-    conn.finish_sync([])
-    return conn
 
 
 def test_a_burst_gives_one_receipt_now_and_the_latest_after_the_window(gateway: Gateway) -> None:

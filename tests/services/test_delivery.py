@@ -8,7 +8,6 @@ client would.
 from __future__ import annotations
 
 import itertools
-import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -29,20 +28,10 @@ from imchat.services.pending import load_pending
 from imchat.stores import users as user_store
 from imchat.wire.bus import MembershipChange, MessageEnvelope
 from imchat.wire.topics import DIRECT_MSG, GROUP_MSG, MEMBERSHIP_CHANGE
+from tests.support.recording import RecordingSocket, recorded
 
 pytestmark = pytest.mark.unit
 OFFSETS = itertools.count()
-
-
-class RecordingSocket:
-    def __init__(self) -> None:
-        self.frames: list[dict[str, Any]] = []
-
-    def send(self, data: str) -> None:
-        self.frames.append(json.loads(data))
-
-    def of_type(self, kind: str) -> list[dict[str, Any]]:
-        return [f for f in self.frames if f["type"] == kind]
 
 
 class World:
@@ -93,7 +82,7 @@ class World:
 
 
 def frames(conn: Connection, kind: str) -> list[dict[str, Any]]:
-    return conn.ws.of_type(kind)  # type: ignore[attr-defined, no-any-return]
+    return recorded(conn, kind)
 
 
 @pytest.fixture
