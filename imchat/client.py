@@ -121,6 +121,12 @@ class ApiClient:
     def remove_member(self, token: str, group_id: str, user_id: str) -> None:
         self.call("DELETE", f"/api/v1/groups/{group_id}/members/{user_id}", token=token)
 
+    def block(self, token: str, user_id: str) -> None:
+        self.call("POST", "/api/v1/users/me/blocks", {"user_id": user_id}, token)
+
+    def unblock(self, token: str, user_id: str) -> None:
+        self.call("DELETE", f"/api/v1/users/me/blocks/{user_id}", token=token)
+
     def groups(self, token: str) -> list[Frame]:
         """Every group of the caller, with the caller's ``role``."""
         groups: list[Frame] = self.call("GET", "/api/v1/groups", token=token)["groups"]
@@ -188,6 +194,7 @@ class ChatConnection:
         self._synced: queue.Queue[int] = queue.Queue()
         self._pongs: queue.Queue[Frame] = queue.Queue()
         self.receipts: queue.Queue[Frame] = queue.Queue()
+        self.typing_frames: queue.Queue[Frame] = queue.Queue()
         self.synced_count: int | None = None
         self._open()
 
@@ -224,6 +231,8 @@ class ChatConnection:
             self._pongs.put(frame)
         elif kind == "receipt":
             self.receipts.put(frame)
+        elif kind == "typing":
+            self.typing_frames.put(frame)
         else:
             self.errors.put(frame)
 
@@ -286,6 +295,10 @@ class ChatConnection:
     def read(self, conversation_id: str, seq: int) -> None:
         """Tell the server the user has read the conversation up to ``seq`` (and has it)."""
         self.send_frame({"type": "read", "conversation_id": conversation_id, "seq": seq})
+
+    def typing(self, conversation_id: str) -> None:
+        """Tell the other participants the user is typing (relayed at most once per 2 s)."""
+        self.send_frame({"type": "typing", "conversation_id": conversation_id})
 
     def ping(self) -> Frame:
         self.send_frame({"type": "ping"})

@@ -342,22 +342,21 @@ def test_broken_database_names_table_partitions_and_revision(
     broken = [
         "DROP TABLE sequence_snapshots",
         "DROP TABLE conversation_members",
+        "DROP TABLE blocks",
         "ALTER TABLE messages REMOVE PARTITIONING",
         # Stamped one revision behind head, as after a deploy that skipped the migration.
-        "UPDATE alembic_version SET version_num = '0004_daily_stats'",
+        "UPDATE alembic_version SET version_num = '0005_history'",
     ]
     code, lines = check_broken_database(capsys, mysql_url, broken)
 
     assert code == 1
     failed = lines[-1]
     assert failed.startswith(
-        "FAILED: mysql (tables conversation_members, sequence_snapshots missing; "
+        "FAILED: mysql (tables blocks, conversation_members, sequence_snapshots missing; "
     ), failed
     assert "messages has 0 partitions, expects 16" in failed
-    assert (
-        f"schema at 0004_daily_stats, head is {migrate.head()} (pending: {migrate.head()})"
-        in failed
-    )
+    assert f"schema at 0005_history, head is {migrate.head()} (pending: {migrate.head()})" in failed
+    assert migrate.head() == "0006_blocks"
 
 
 def test_history_partitioned_by_another_method_is_named(

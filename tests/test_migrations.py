@@ -28,17 +28,19 @@ SAMPLE = "0002_sample_data"
 MARKS = "0003_delivery_marks"
 STATS = "0004_daily_stats"
 HISTORY = "0005_history"
-HEAD = HISTORY
-REVISIONS = [INITIAL, SAMPLE, MARKS, STATS, HISTORY]
+BLOCKS = "0006_blocks"
+HEAD = BLOCKS
+REVISIONS = [INITIAL, SAMPLE, MARKS, STATS, HISTORY, BLOCKS]
 INITIAL_TABLES = {"users", "groups", "group_members", "offline_messages", "sequence_snapshots"}
 MARKS_TABLES = INITIAL_TABLES | {"delivery_marks"}
 STATS_TABLES = MARKS_TABLES | {"daily_stats", "active_users_daily"}
 # 0005 retires the per-recipient tables for history stored once per conversation.
-TABLES = (STATS_TABLES - {"offline_messages", "delivery_marks"}) | {
+HISTORY_TABLES = (STATS_TABLES - {"offline_messages", "delivery_marks"}) | {
     "messages",
     "conversations",
     "conversation_members",
 }
+TABLES = HISTORY_TABLES | {"blocks"}
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -121,18 +123,26 @@ def test_downgrade_one_step_at_a_time(db: Settings) -> None:
     migrate.upgrade(db)
 
     migrate.downgrade(db)
-    assert migrate.status(db) == {"current": STATS, "head": HEAD, "pending": [HISTORY]}
+    assert migrate.status(db) == {"current": HISTORY, "head": HEAD, "pending": [BLOCKS]}
+    assert table_names(db) == HISTORY_TABLES | {"alembic_version"}
+
+    migrate.downgrade(db)
+    assert migrate.status(db) == {"current": STATS, "head": HEAD, "pending": [HISTORY, BLOCKS]}
     assert table_names(db) == STATS_TABLES | {"alembic_version"}
 
     migrate.downgrade(db)
-    assert migrate.status(db) == {"current": MARKS, "head": HEAD, "pending": [STATS, HISTORY]}
+    assert migrate.status(db) == {
+        "current": MARKS,
+        "head": HEAD,
+        "pending": [STATS, HISTORY, BLOCKS],
+    }
     assert table_names(db) == MARKS_TABLES | {"alembic_version"}
 
     migrate.downgrade(db)
     assert migrate.status(db) == {
         "current": SAMPLE,
         "head": HEAD,
-        "pending": [MARKS, STATS, HISTORY],
+        "pending": [MARKS, STATS, HISTORY, BLOCKS],
     }
     assert table_names(db) == INITIAL_TABLES | {"alembic_version"}
 
@@ -140,7 +150,7 @@ def test_downgrade_one_step_at_a_time(db: Settings) -> None:
     assert migrate.status(db) == {
         "current": INITIAL,
         "head": HEAD,
-        "pending": [SAMPLE, MARKS, STATS, HISTORY],
+        "pending": [SAMPLE, MARKS, STATS, HISTORY, BLOCKS],
     }
     assert table_names(db) == INITIAL_TABLES | {"alembic_version"}
 
@@ -223,14 +233,16 @@ def test_check_reports_a_database_behind_head(db: Settings) -> None:
 
     differences = migrate.check(db)
 
-    assert f"pending: {SAMPLE}, {MARKS}, {STATS}, {HISTORY}" in differences[0]
+    assert f"pending: {SAMPLE}, {MARKS}, {STATS}, {HISTORY}, {BLOCKS}" in differences[0]
     # The tables of the pending revisions are missing, and named; the one
     # they retire is still there, and named too.
     assert sorted(differences[1:]) == [
+        "add_index Index ix_blocks_blocked_id on blocks(blocked_id) [models only]",
         "add_index Index ix_conversation_members_conversation_id"
         " on conversation_members(conversation_id) [models only]",
         "add_index Index ix_messages_ts on messages(ts) [models only]",
         "add_table Table active_users_daily [models only]",
+        "add_table Table blocks [models only]",
         "add_table Table conversation_members [models only]",
         "add_table Table conversations [models only]",
         "add_table Table daily_stats [models only]",

@@ -6,7 +6,7 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from imchat.api import auth, conversations, groups, health, openapi, users
+    from imchat.api import auth, blocks, conversations, groups, health, openapi, users
 
     # No redirects: "/groups//members" would be a 308 with an HTML body.
     # Unmerged, an empty path segment is simply an unknown route (JSON 404).
@@ -14,6 +14,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(users.bp)
+    app.register_blueprint(blocks.bp)
     app.register_blueprint(groups.bp)
     app.register_blueprint(conversations.bp)
     app.register_blueprint(openapi.bp)

@@ -15,6 +15,7 @@ from imchat import metrics
 from imchat.gateway.confirmations import ConfirmationBatcher
 from imchat.gateway.connection import Connection
 from imchat.gateway.receipts import ReceiptCoalescer
+from imchat.gateway.throttle import Throttle
 from imchat.services import users
 from imchat.services.pending import load_pending
 from imchat.wire.batch import GatewayBatch
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("imchat.gateway")
 KNOWN_USERS_MAX = 100_000
+TYPING_WINDOW_SECONDS = 2.0
 
 
 def new_gateway_id(configured: str) -> str:
@@ -42,6 +44,8 @@ class Gateway:
         self._by_id: dict[str, Connection] = {}
         self.confirmations = ConfirmationBatcher(services)
         self.receipts = ReceiptCoalescer(services, self.connected_elsewhere)
+        # One relayed typing frame per user and conversation per window.
+        self.typing_throttle = Throttle(TYPING_WINDOW_SECONDS)
         # Users seen to exist, so that a send costs no round trip to check its
         # recipient: accounts are never deleted. Cleared when it grows too big.
         self.known_users: set[str] = set()

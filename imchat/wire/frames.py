@@ -1,7 +1,7 @@
 """Frames the server sends to clients over the WebSocket (docs/protocol.md).
 
 Each is built in one place: the bus consumer makes ``ack``, ``msg`` and
-``event``; the gateway makes ``synced``, ``pong`` and ``error``; a ``msg``
+``event``; the gateway makes ``synced``, ``pong``, ``typing`` and ``error``; a ``msg``
 read back from storage is the same ``MsgFrame`` as one pushed live.
 """
 
@@ -87,3 +87,12 @@ class ErrorFrame(Record):
     code: str
     message: str
     id: str | None = wire_field(omit_none=True, default=None)
+
+
+@dataclass(frozen=True)
+class TypingFrame(Record):
+    """A participant is typing in a conversation: relayed, never stored."""
+
+    TYPE: ClassVar[str] = "typing"
+    conversation_id: str
+    user_id: str

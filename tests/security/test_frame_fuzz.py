@@ -30,6 +30,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from imchat.client import ApiClient, Session
+from imchat.services.conversations import direct_conversation_id
 from tests.support.clients import register_users
 from tests.support.server import EmbeddedServer
 from tests.support.sockets import Closed, RawSocket
@@ -175,6 +176,12 @@ def valid_frames(world: World) -> st.SearchStrategy[tuple[Frame, str, tuple[str,
         st.one_of(conversation_ids, st.just(f"g:{world.own_group}")),
         seqs,
     ).map(lambda pair: (*pair, ()))
+    # Relayed to the others (here the recipient), never answered: silence for the typer.
+    direct = direct_conversation_id(world.sender.user_id, world.recipient.user_id)
+    typing = st.builds(
+        lambda conv: ({"type": "typing", "conversation_id": conv}, "silence", ()),
+        st.one_of(conversation_ids, st.sampled_from([direct, f"g:{world.own_group}"])),
+    )
     return st.one_of(
         send("to", st.just(world.recipient.user_id), "ack"),
         send("to", unknown_ids, "error", ("not_found",)),
@@ -182,6 +189,7 @@ def valid_frames(world: World) -> st.SearchStrategy[tuple[Frame, str, tuple[str,
         send("group", st.just(world.foreign_group), "error", ("forbidden",)),
         send("group", unknown_ids, "error", ("not_found",)),
         delivered,
+        typing,
         st.just(({"type": "ping"}, "pong", ())),
     )
 
@@ -242,7 +250,7 @@ def near_valid_probes(draw: st.DrawFn, world: World) -> Probe:
     else:
         frame["type"] = draw(
             st.one_of(st.text(max_size=10), not_a_string).filter(
-                lambda t: t not in ("send", "delivered", "ping")
+                lambda t: t not in ("send", "delivered", "ping", "typing")
             )
         )
     cid = frame.get("id") if isinstance(frame.get("id"), str) else None

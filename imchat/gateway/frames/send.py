@@ -11,7 +11,7 @@ from marshmallow import ValidationError, validates_schema
 
 from imchat import metrics
 from imchat.gateway.frames.base import ClientFrame, FrameError, FrameSchema
-from imchat.services import conversations, groups
+from imchat.services import blocks, conversations, groups
 from imchat.services.conversations import direct_conversation_id, group_conversation_id
 from imchat.wire.bus import MessageEnvelope
 from imchat.wire.fields import seq_field, text
@@ -88,4 +88,6 @@ class Send(ClientFrame):
             return group_conversation_id(frame["group"])
         if not gateway.user_exists(frame["to"]):
             raise FrameError("not_found", "no such user", cid)
+        if frame["to"] in blocks.blockers_of(gateway.services, conn.user_id):
+            raise FrameError("forbidden", "this user does not accept your messages", cid)
         return direct_conversation_id(conn.user_id, frame["to"])
