@@ -28,8 +28,10 @@ SAMPLE = "0002_sample_data"
 MARKS = "0003_delivery_marks"
 STATS = "0004_daily_stats"
 HISTORY = "0005_history"
-HEAD = HISTORY
-REVISIONS = [INITIAL, SAMPLE, MARKS, STATS, HISTORY]
+BLOCKS = "0006_blocks"
+CHANGES = "0007_message_changes"
+HEAD = CHANGES
+REVISIONS = [INITIAL, SAMPLE, MARKS, STATS, HISTORY, BLOCKS, CHANGES]
 INITIAL_TABLES = {"users", "groups", "group_members", "offline_messages", "sequence_snapshots"}
 MARKS_TABLES = INITIAL_TABLES | {"delivery_marks"}
 STATS_TABLES = MARKS_TABLES | {"daily_stats", "active_users_daily"}
@@ -38,6 +40,9 @@ TABLES = (STATS_TABLES - {"offline_messages", "delivery_marks"}) | {
     "messages",
     "conversations",
     "conversation_members",
+    "blocks",
+    "message_changes",
+    "message_reactions",
 }
 REPO = Path(__file__).resolve().parent.parent
 
@@ -293,6 +298,16 @@ def test_messages_has_16_key_partitions_by_conversation_on_mariadb(
         "partitioning of messages: database not partitioned, "
         "models KEY(conversation_id) PARTITIONS 16"
     ]
+
+
+@pytest.mark.integration
+def test_message_reactions_has_16_key_partitions_by_conversation_on_mariadb(
+    mariadb_settings: Settings,
+) -> None:
+    migrate.upgrade(mariadb_settings)
+
+    assert partitioning(mariadb_settings, "message_reactions") == {("KEY", "conversation_id")}
+    assert migrate.check(mariadb_settings) == []
 
 
 @pytest.mark.integration
