@@ -32,6 +32,7 @@ BLOCKS = "0006_blocks"
 CHANGES = "0007_message_changes"
 HEAD = CHANGES
 REVISIONS = [INITIAL, SAMPLE, MARKS, STATS, HISTORY, BLOCKS, CHANGES]
+LATER = [BLOCKS, CHANGES]
 INITIAL_TABLES = {"users", "groups", "group_members", "offline_messages", "sequence_snapshots"}
 MARKS_TABLES = INITIAL_TABLES | {"delivery_marks"}
 STATS_TABLES = MARKS_TABLES | {"daily_stats", "active_users_daily"}
@@ -126,18 +127,34 @@ def test_downgrade_one_step_at_a_time(db: Settings) -> None:
     migrate.upgrade(db)
 
     migrate.downgrade(db)
-    assert migrate.status(db) == {"current": STATS, "head": HEAD, "pending": [HISTORY]}
+    assert migrate.status(db) == {"current": BLOCKS, "head": HEAD, "pending": [CHANGES]}
+    assert table_names(db) == TABLES - {"message_changes", "message_reactions"} | {
+        "alembic_version"
+    }
+
+    migrate.downgrade(db)
+    assert migrate.status(db) == {"current": HISTORY, "head": HEAD, "pending": [BLOCKS, CHANGES]}
+    assert table_names(db) == TABLES - {"message_changes", "message_reactions", "blocks"} | {
+        "alembic_version"
+    }
+
+    migrate.downgrade(db)
+    assert migrate.status(db) == {"current": STATS, "head": HEAD, "pending": [HISTORY, *LATER]}
     assert table_names(db) == STATS_TABLES | {"alembic_version"}
 
     migrate.downgrade(db)
-    assert migrate.status(db) == {"current": MARKS, "head": HEAD, "pending": [STATS, HISTORY]}
+    assert migrate.status(db) == {
+        "current": MARKS,
+        "head": HEAD,
+        "pending": [STATS, HISTORY, *LATER],
+    }
     assert table_names(db) == MARKS_TABLES | {"alembic_version"}
 
     migrate.downgrade(db)
     assert migrate.status(db) == {
         "current": SAMPLE,
         "head": HEAD,
-        "pending": [MARKS, STATS, HISTORY],
+        "pending": [MARKS, STATS, HISTORY, *LATER],
     }
     assert table_names(db) == INITIAL_TABLES | {"alembic_version"}
 
@@ -145,7 +162,7 @@ def test_downgrade_one_step_at_a_time(db: Settings) -> None:
     assert migrate.status(db) == {
         "current": INITIAL,
         "head": HEAD,
-        "pending": [SAMPLE, MARKS, STATS, HISTORY],
+        "pending": [SAMPLE, MARKS, STATS, HISTORY, *LATER],
     }
     assert table_names(db) == INITIAL_TABLES | {"alembic_version"}
 
@@ -228,17 +245,21 @@ def test_check_reports_a_database_behind_head(db: Settings) -> None:
 
     differences = migrate.check(db)
 
-    assert f"pending: {SAMPLE}, {MARKS}, {STATS}, {HISTORY}" in differences[0]
+    assert f"pending: {SAMPLE}, {MARKS}, {STATS}, {HISTORY}, {BLOCKS}, {CHANGES}" in differences[0]
     # The tables of the pending revisions are missing, and named; the one
     # they retire is still there, and named too.
     assert sorted(differences[1:]) == [
+        "add_index Index ix_blocks_blocked_id on blocks(blocked_id) [models only]",
         "add_index Index ix_conversation_members_conversation_id"
         " on conversation_members(conversation_id) [models only]",
         "add_index Index ix_messages_ts on messages(ts) [models only]",
         "add_table Table active_users_daily [models only]",
+        "add_table Table blocks [models only]",
         "add_table Table conversation_members [models only]",
         "add_table Table conversations [models only]",
         "add_table Table daily_stats [models only]",
+        "add_table Table message_changes [models only]",
+        "add_table Table message_reactions [models only]",
         "add_table Table messages [models only]",
         "remove_index Index ix_offline_messages_conversation_id"
         " on offline_messages(conversation_id) [database only]",
