@@ -188,6 +188,7 @@ class ChatConnection:
         self._synced: queue.Queue[int] = queue.Queue()
         self._pongs: queue.Queue[Frame] = queue.Queue()
         self.receipts: queue.Queue[Frame] = queue.Queue()
+        self.updates: queue.Queue[Frame] = queue.Queue()
         self.synced_count: int | None = None
         self._open()
 
@@ -224,6 +225,8 @@ class ChatConnection:
             self._pongs.put(frame)
         elif kind == "receipt":
             self.receipts.put(frame)
+        elif kind == "update":
+            self.updates.put(frame)
         else:
             self.errors.put(frame)
 
@@ -278,6 +281,20 @@ class ChatConnection:
     ) -> Frame:
         """Send and wait for the ack; safe to call again with the same ``cid``."""
         return self.wait_ack(self.send_nowait(body, to, group, cid, reply_to))
+
+    def change(
+        self, kind: str, conversation_id: str, seq: int, cid: str | None = None, **fields: Any
+    ) -> Frame:
+        """An ``edit`` (``body=``), ``delete`` or ``react`` (``emoji=``, ``on=``) of the
+        message at ``seq``, and its ack; safe to call again with the same ``cid``."""
+        cid = cid or uuid.uuid4().hex
+        self._ack_queue(cid)
+        frame: Frame = {"type": kind, "id": cid, "conversation_id": conversation_id, "seq": seq}
+        frame.update(fields)
+        self.unacked[cid] = frame
+        with contextlib.suppress(websocket.WebSocketException, OSError):
+            self.send_frame(frame)
+        return self.wait_ack(cid)
 
     def confirm(self, conversation_id: str, seq: int) -> None:
         """Tell the server everything of the conversation up to ``seq`` arrived."""
