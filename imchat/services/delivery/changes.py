@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from imchat.services import groups
 from imchat.services.conversations import message_view
 from imchat.services.delivery.outbox import Outbox
+from imchat.services.message_changes import MAX_EMOJIS
 from imchat.stores import changes as change_store
 from imchat.stores import db, history
 from imchat.stores.changes import AppliedChange
@@ -54,13 +55,23 @@ def _apply(session: Session, change: MessageChange) -> tuple[AppliedChange, bool
         change_store.edit(session, *where, change.body, change.ts)
     elif change.kind == "delete":
         change_store.delete_message(session, *where)
-    elif change.kind == "react" and change.emoji is not None:
-        message = history.at(session, *where)
-        if message is not None and not message.deleted:
-            change_store.react(session, *where, change.emoji, change.by, bool(change.on))
+    elif change.kind == "react" and change.emoji is not None and _reactable(session, change):
+        change_store.react(session, *where, change.emoji, change.by, bool(change.on))
     done = AppliedChange(change.conversation_id, change.seq, change.msg_id, change.ts)
     change_store.record(session, change.by, change.cid, done)
     return done, True
+
+
+def _reactable(session: Session, change: MessageChange) -> bool:
+    """The message is still there, and the reaction keeps it within the emoji
+    bound (checked by the gateway too; here against reactions accepted meanwhile)."""
+    message = history.at(session, change.conversation_id, change.seq)
+    if message is None or message.deleted:
+        return False
+    if not change.on:
+        return True
+    present = change_store.emojis(session, change.conversation_id, change.seq)
+    return change.emoji in present or len(present) < MAX_EMOJIS
 
 
 def _announce(services: Services, changes: Sequence[MessageChange], outbox: Outbox) -> None:
