@@ -195,6 +195,7 @@ class ChatConnection:
         self._pongs: queue.Queue[Frame] = queue.Queue()
         self.receipts: queue.Queue[Frame] = queue.Queue()
         self.typing_frames: queue.Queue[Frame] = queue.Queue()
+        self.updates: queue.Queue[Frame] = queue.Queue()
         self.synced_count: int | None = None
         self._open()
 
@@ -233,6 +234,8 @@ class ChatConnection:
             self.receipts.put(frame)
         elif kind == "typing":
             self.typing_frames.put(frame)
+        elif kind == "update":
+            self.updates.put(frame)
         else:
             self.errors.put(frame)
 
@@ -287,6 +290,20 @@ class ChatConnection:
     ) -> Frame:
         """Send and wait for the ack; safe to call again with the same ``cid``."""
         return self.wait_ack(self.send_nowait(body, to, group, cid, reply_to))
+
+    def change(
+        self, kind: str, conversation_id: str, seq: int, cid: str | None = None, **fields: Any
+    ) -> Frame:
+        """An ``edit`` (``body=``), ``delete`` or ``react`` (``emoji=``, ``on=``) of the
+        message at ``seq``, and its ack; safe to call again with the same ``cid``."""
+        cid = cid or uuid.uuid4().hex
+        self._ack_queue(cid)
+        frame: Frame = {"type": kind, "id": cid, "conversation_id": conversation_id, "seq": seq}
+        frame.update(fields)
+        self.unacked[cid] = frame
+        with contextlib.suppress(websocket.WebSocketException, OSError):
+            self.send_frame(frame)
+        return self.wait_ack(cid)
 
     def confirm(self, conversation_id: str, seq: int) -> None:
         """Tell the server everything of the conversation up to ``seq`` arrived."""

@@ -58,6 +58,9 @@ class Settings:
     dedup_ttl_seconds: int = 7 * DAY
     group_cache_ttl_seconds: int = 3600
 
+    # How long after sending a message its sender may still edit or delete it.
+    edit_window_seconds: int = DAY
+
     # etcd: user routes live under a lease of 90 s, renewed every 30 s.
     etcd_lease_ttl_seconds: int = 90
     etcd_lease_renew_seconds: int = 30

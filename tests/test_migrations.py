@@ -29,18 +29,22 @@ MARKS = "0003_delivery_marks"
 STATS = "0004_daily_stats"
 HISTORY = "0005_history"
 BLOCKS = "0006_blocks"
-HEAD = BLOCKS
-REVISIONS = [INITIAL, SAMPLE, MARKS, STATS, HISTORY, BLOCKS]
+CHANGES = "0007_message_changes"
+HEAD = CHANGES
+REVISIONS = [INITIAL, SAMPLE, MARKS, STATS, HISTORY, BLOCKS, CHANGES]
+LATER = [BLOCKS, CHANGES]
 INITIAL_TABLES = {"users", "groups", "group_members", "offline_messages", "sequence_snapshots"}
 MARKS_TABLES = INITIAL_TABLES | {"delivery_marks"}
 STATS_TABLES = MARKS_TABLES | {"daily_stats", "active_users_daily"}
 # 0005 retires the per-recipient tables for history stored once per conversation.
-HISTORY_TABLES = (STATS_TABLES - {"offline_messages", "delivery_marks"}) | {
+TABLES = (STATS_TABLES - {"offline_messages", "delivery_marks"}) | {
     "messages",
     "conversations",
     "conversation_members",
+    "blocks",
+    "message_changes",
+    "message_reactions",
 }
-TABLES = HISTORY_TABLES | {"blocks"}
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -123,18 +127,26 @@ def test_downgrade_one_step_at_a_time(db: Settings) -> None:
     migrate.upgrade(db)
 
     migrate.downgrade(db)
-    assert migrate.status(db) == {"current": HISTORY, "head": HEAD, "pending": [BLOCKS]}
-    assert table_names(db) == HISTORY_TABLES | {"alembic_version"}
+    assert migrate.status(db) == {"current": BLOCKS, "head": HEAD, "pending": [CHANGES]}
+    assert table_names(db) == TABLES - {"message_changes", "message_reactions"} | {
+        "alembic_version"
+    }
 
     migrate.downgrade(db)
-    assert migrate.status(db) == {"current": STATS, "head": HEAD, "pending": [HISTORY, BLOCKS]}
+    assert migrate.status(db) == {"current": HISTORY, "head": HEAD, "pending": [BLOCKS, CHANGES]}
+    assert table_names(db) == TABLES - {"message_changes", "message_reactions", "blocks"} | {
+        "alembic_version"
+    }
+
+    migrate.downgrade(db)
+    assert migrate.status(db) == {"current": STATS, "head": HEAD, "pending": [HISTORY, *LATER]}
     assert table_names(db) == STATS_TABLES | {"alembic_version"}
 
     migrate.downgrade(db)
     assert migrate.status(db) == {
         "current": MARKS,
         "head": HEAD,
-        "pending": [STATS, HISTORY, BLOCKS],
+        "pending": [STATS, HISTORY, *LATER],
     }
     assert table_names(db) == MARKS_TABLES | {"alembic_version"}
 
@@ -142,7 +154,7 @@ def test_downgrade_one_step_at_a_time(db: Settings) -> None:
     assert migrate.status(db) == {
         "current": SAMPLE,
         "head": HEAD,
-        "pending": [MARKS, STATS, HISTORY, BLOCKS],
+        "pending": [MARKS, STATS, HISTORY, *LATER],
     }
     assert table_names(db) == INITIAL_TABLES | {"alembic_version"}
 
@@ -150,7 +162,7 @@ def test_downgrade_one_step_at_a_time(db: Settings) -> None:
     assert migrate.status(db) == {
         "current": INITIAL,
         "head": HEAD,
-        "pending": [SAMPLE, MARKS, STATS, HISTORY, BLOCKS],
+        "pending": [SAMPLE, MARKS, STATS, HISTORY, *LATER],
     }
     assert table_names(db) == INITIAL_TABLES | {"alembic_version"}
 
@@ -233,7 +245,7 @@ def test_check_reports_a_database_behind_head(db: Settings) -> None:
 
     differences = migrate.check(db)
 
-    assert f"pending: {SAMPLE}, {MARKS}, {STATS}, {HISTORY}, {BLOCKS}" in differences[0]
+    assert f"pending: {SAMPLE}, {MARKS}, {STATS}, {HISTORY}, {BLOCKS}, {CHANGES}" in differences[0]
     # The tables of the pending revisions are missing, and named; the one
     # they retire is still there, and named too.
     assert sorted(differences[1:]) == [
@@ -246,6 +258,8 @@ def test_check_reports_a_database_behind_head(db: Settings) -> None:
         "add_table Table conversation_members [models only]",
         "add_table Table conversations [models only]",
         "add_table Table daily_stats [models only]",
+        "add_table Table message_changes [models only]",
+        "add_table Table message_reactions [models only]",
         "add_table Table messages [models only]",
         "remove_index Index ix_offline_messages_conversation_id"
         " on offline_messages(conversation_id) [database only]",
@@ -305,6 +319,16 @@ def test_messages_has_16_key_partitions_by_conversation_on_mariadb(
         "partitioning of messages: database not partitioned, "
         "models KEY(conversation_id) PARTITIONS 16"
     ]
+
+
+@pytest.mark.integration
+def test_message_reactions_has_16_key_partitions_by_conversation_on_mariadb(
+    mariadb_settings: Settings,
+) -> None:
+    migrate.upgrade(mariadb_settings)
+
+    assert partitioning(mariadb_settings, "message_reactions") == {("KEY", "conversation_id")}
+    assert migrate.check(mariadb_settings) == []
 
 
 @pytest.mark.integration

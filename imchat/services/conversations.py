@@ -12,8 +12,8 @@ import binascii
 from typing import TYPE_CHECKING, Any
 
 from imchat.errors import APIError
+from imchat.stores import changes, history
 from imchat.stores import conversations as conversation_store
-from imchat.stores import history
 from imchat.stores.conversations import ConversationView, Membership
 from imchat.stores.models import Conversation
 
@@ -78,7 +78,10 @@ def history_page(
             after_seq=after_seq,
             limit=limit,
         )
-    return {"messages": [message_view(m) for m in messages], "has_more": more}
+        # One query for the whole page's reactions, not one per message.
+        reactions = changes.reactions(session, conversation_id, [m.seq for m in messages])
+    views = [message_view(m, reactions.get(m.seq)) for m in messages]
+    return {"messages": views, "has_more": more}
 
 
 def readable_message(services: Services, user_id: str, conversation_id: str, seq: int) -> bool:
@@ -100,8 +103,11 @@ def _member_or_error(session: Session, user_id: str, conversation_id: str) -> Me
 
 
 # -------------------------------------------------------------------- views
-def message_view(message: history.MessageRecord) -> dict[str, Any]:
-    """M of the API: a message in its current state."""
+def message_view(
+    message: history.MessageRecord, reactions: changes.Reactions | None = None
+) -> dict[str, Any]:
+    """M of the API: a message in its current state; ``reactions`` is
+    ``{emoji: [user_id, ...]}`` (none when not given)."""
     view: dict[str, Any] = {
         "msg_id": message.msg_id,
         "conversation_id": message.conversation_id,
@@ -118,7 +124,7 @@ def message_view(message: history.MessageRecord) -> dict[str, Any]:
         reply_to=message.reply_to,
         edited_at=message.edited_at,
         deleted=message.deleted,
-        reactions={},
+        reactions={} if message.deleted else dict(reactions or {}),
     )
     return view
 

@@ -83,6 +83,11 @@ def sent_before(
     }
 
 
+def at(session: Session, conversation_id: str, seq: int) -> MessageRecord | None:
+    row = session.get(Message, (conversation_id, seq))
+    return record_of(row) if row is not None else None
+
+
 def exists_at(session: Session, conversation_id: str, seq: int) -> bool:
     query = select(Message.seq).where(
         Message.conversation_id == conversation_id, Message.seq == seq

@@ -170,6 +170,34 @@ class Block(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
 
 
+class MessageChange(Base):
+    """One accepted edit, delete or reaction, by its author's client id: a resend
+    of the same id finds it and is acked the same, changing nothing."""
+
+    __tablename__ = "message_changes"
+
+    user_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(CONVERSATION_ID)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    msg_id: Mapped[str] = mapped_column(ID)
+    # Milliseconds since the epoch: the ``ts`` of the change's ack.
+    ts: Mapped[int] = mapped_column(BigInteger)
+
+
+class MessageReaction(Base):
+    """``user_id`` reacted to message (conversation, seq) with ``emoji``; split
+    like ``messages`` so that a page's reactions are read from one partition."""
+
+    __tablename__ = "message_reactions"
+    __table_args__ = ({"mysql_partition_by": "KEY(conversation_id)", "mysql_partitions": "16"},)
+
+    conversation_id: Mapped[str] = mapped_column(CONVERSATION_ID, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    emoji: Mapped[str] = mapped_column(String(16), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ID, primary_key=True)
+
+
 class SequenceSnapshot(Base):
     """The durable ceiling of a conversation's seq.
 

@@ -26,3 +26,12 @@ def text(low: int, high: int, **kwargs: Any) -> fields.String:
 def seq_field(**kwargs: Any) -> fields.Integer:
     """A seq: a strict integer from 1 to the largest signed 64-bit value."""
     return fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_SEQ), **kwargs)
+
+
+class StrictBoolean(fields.Boolean):
+    """JSON ``true`` or ``false`` only: not 1, "true" or "yes"."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value

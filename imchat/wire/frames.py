@@ -1,14 +1,15 @@
 """Frames the server sends to clients over the WebSocket (docs/protocol.md).
 
-Each is built in one place: the bus consumer makes ``ack``, ``msg`` and
-``event``; the gateway makes ``synced``, ``pong``, ``typing`` and ``error``; a ``msg``
-read back from storage is the same ``MsgFrame`` as one pushed live.
+Each is built in one place: the bus consumer makes ``ack``, ``msg``,
+``update`` and ``event``; the gateway makes ``synced``, ``pong``, ``typing``,
+``receipt`` and ``error``; a ``msg`` read back from storage is the same
+``MsgFrame`` as one pushed live.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from imchat.wire.codec import Record, wire_field
 
@@ -53,6 +54,19 @@ class EventFrame(Record):
     role: str | None = None
     actor_id: str | None = None
     ts: int | None = None
+
+
+@dataclass(frozen=True)
+class UpdateFrame(Record):
+    """A message was edited, deleted or reacted to; ``message`` is its current state (M)."""
+
+    TYPE: ClassVar[str] = "update"
+    conversation_id: str
+    seq: int
+    msg_id: str
+    kind: str  # "edited", "deleted" or "reaction"
+    by: str
+    message: dict[str, Any]
 
 
 @dataclass(frozen=True)

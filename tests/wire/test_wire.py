@@ -7,7 +7,13 @@ import json
 import pytest
 
 from imchat.wire.batch import RESYNC, AckDelivery, FramePush, GatewayBatch, MessagePush
-from imchat.wire.bus import WIRE_VERSION, MembershipChange, MessageEnvelope
+from imchat.wire.bus import (
+    WIRE_VERSION,
+    MembershipChange,
+    MessageChange,
+    MessageEnvelope,
+    decode_message_record,
+)
 from imchat.wire.codec import WireError
 from imchat.wire.frames import AckFrame, ErrorFrame, EventFrame, MsgFrame, SyncedFrame
 
@@ -75,6 +81,27 @@ def test_a_membership_change_defaults_its_optional_fields() -> None:
     assert change.member_ids == [] and change.role is None and change.member_count is None
     full = MembershipChange("member_added", "g1", "bob", "member", "alice", 5, ["alice", "bob"], 2)
     assert MembershipChange.decode(full.encode()) == full
+
+
+def test_a_message_change_is_told_from_an_envelope_and_an_older_consumer_drops_it() -> None:
+    edit = MessageChange(
+        "edit", "e1", "alice", "d:alice:bob", 3, "m1", 1700000000001, "gw-1", "conn-1", body="x"
+    )
+    encoded = json.loads(edit.encode())
+    assert encoded["record"] == "change" and "from" not in encoded and "emoji" not in encoded
+    assert decode_message_record(edit.encode()) == edit
+    assert decode_message_record(ENVELOPE.encode()) == ENVELOPE
+    assert decode_message_record(json.dumps(RELEASE_1_ENVELOPE)) == ENVELOPE
+    # A consumer of a release before changes decodes every record of a message
+    # topic as an envelope: a change is refused, and so dropped, not delivered.
+    with pytest.raises(WireError, match="from"):
+        MessageEnvelope.decode(edit.encode())
+    react = MessageChange(
+        "react", "r1", "bob", "g:g1", 1, "m2", 1, "gw", "c", "g1", emoji="👍", on=False
+    )
+    assert decode_message_record(react.encode()) == react
+    with pytest.raises(WireError):
+        decode_message_record(b"not json")
 
 
 def test_server_frames_carry_their_type_first_and_omit_unset_targets() -> None:

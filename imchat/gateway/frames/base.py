@@ -40,7 +40,8 @@ REGISTRY: dict[str, ClientFrame] = {}
 class ClientFrame(abc.ABC):
     """One frame type: ``TYPE``, its ``Schema`` and ``handle``.
 
-    A subclass registers itself under its ``TYPE`` when it is defined.
+    A subclass registers itself under its ``TYPE`` when it is defined; one
+    that names no ``TYPE`` of its own is a base shared by several types.
     """
 
     TYPE: ClassVar[str]
@@ -48,7 +49,8 @@ class ClientFrame(abc.ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        REGISTRY[cls.TYPE] = cls()
+        if "TYPE" in vars(cls):
+            REGISTRY[cls.TYPE] = cls()
 
     def __init__(self) -> None:
         self.schema = self.Schema()

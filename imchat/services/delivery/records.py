@@ -17,10 +17,16 @@ from typing import TYPE_CHECKING, TypeVar
 from imchat import metrics
 from imchat.backends.base import BusRecord, SeqRequest
 from imchat.services import groups, sequences, stats
+from imchat.services.delivery.changes import deliver_changes
 from imchat.services.delivery.outbox import Outbox
 from imchat.stores import conversations as conversation_store
 from imchat.stores import db, history
-from imchat.wire.bus import MembershipChange, MessageEnvelope
+from imchat.wire.bus import (
+    MembershipChange,
+    MessageChange,
+    MessageEnvelope,
+    decode_message_record,
+)
 from imchat.wire.codec import Record, WireError
 from imchat.wire.frames import AckFrame, EventFrame, MsgFrame
 from imchat.wire.topics import MEMBERSHIP_CHANGE
@@ -35,10 +41,15 @@ R = TypeVar("R", bound=Record)
 def process_records(services: Services, records: Sequence[BusRecord]) -> None:
     """Handle one polled batch of message and membership records."""
     outbox = Outbox(services)
-    messages = [r for r in records if r.topic != MEMBERSHIP_CHANGE.name]
-    envelopes = [e for e in (_decode(MessageEnvelope, r) for r in messages) if e]
+    decoded = [_decode_message(r) for r in records if r.topic != MEMBERSHIP_CHANGE.name]
+    envelopes = [e for e in decoded if isinstance(e, MessageEnvelope)]
     if envelopes:
         _deliver_messages(services, envelopes, outbox)
+    # After the batch's messages: a change follows its message on the bus, and
+    # the gateway only accepts a change of a message already in history.
+    changes = [c for c in decoded if isinstance(c, MessageChange)]
+    if changes:
+        deliver_changes(services, changes, outbox)
     for record in records:
         if record.topic == MEMBERSHIP_CHANGE.name:
             change = _decode(MembershipChange, record)
@@ -51,9 +62,21 @@ def _decode(kind: type[R], record: BusRecord) -> R | None:
     try:
         return kind.decode(record.value)
     except WireError as exc:
-        where = f"{record.topic}/{record.partition}@{record.offset}"
-        log.error("undecodable record %s dropped: %s", where, exc)
+        _dropped(record, exc)
         return None
+
+
+def _decode_message(record: BusRecord) -> MessageEnvelope | MessageChange | None:
+    try:
+        return decode_message_record(record.value)
+    except WireError as exc:
+        _dropped(record, exc)
+        return None
+
+
+def _dropped(record: BusRecord, exc: WireError) -> None:
+    where = f"{record.topic}/{record.partition}@{record.offset}"
+    log.error("undecodable record %s dropped: %s", where, exc)
 
 
 @dataclass(frozen=True)
