@@ -97,10 +97,10 @@ def message_row(conversation_id: str, seq: int, sender: str, to: str, ts: int) -
 def seed_direct(db: Engine, user: str, peer: str, messages: int, read_seq: int, ts: int) -> str:
     """A direct conversation of ``messages`` messages (alternate senders, ``ts``
     the newest one's time) with both users' marks: read up to ``read_seq``."""
-    from imchat.services.conversations import direct_conversation_id
     from imchat.stores.conversations import CONVERSATIONS, MEMBERS
     from imchat.stores.history import MESSAGES
     from imchat.stores.models import SequenceSnapshot
+    from imchat.wire.ids import direct_conversation_id
 
     conversation = direct_conversation_id(user, peer)
     first_ts = ts - messages
@@ -128,9 +128,9 @@ def seed_direct(db: Engine, user: str, peer: str, messages: int, read_seq: int, 
 
 def seed_conversations(db: Engine, user: str, count: int, messages: int) -> None:
     """``count`` direct conversations of ``messages`` each, in big transactions."""
-    from imchat.services.conversations import direct_conversation_id
     from imchat.stores.conversations import CONVERSATIONS, MEMBERS
     from imchat.stores.history import MESSAGES
+    from imchat.wire.ids import direct_conversation_id
 
     peers, now = fake_users(db, count), int(time.time() * 1000)
     read = messages // 2  # half of each conversation unread: the count has work to do

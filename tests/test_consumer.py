@@ -10,11 +10,11 @@ import pytest
 from imchat.config import Settings
 from imchat.container import Services
 from imchat.ops import migrate
-from imchat.services.conversations import direct_conversation_id
 from imchat.services.delivery.consumer import DeliveryConsumer, transient
 from imchat.services.pending import load_pending
 from imchat.stores import users as user_store
 from imchat.wire.bus import MessageEnvelope
+from imchat.wire.ids import direct_conversation_id
 from imchat.wire.topics import DIRECT_MSG, TOPICS
 from tests.support.waiting import wait_for
 

@@ -22,6 +22,7 @@ from imchat.services import groups
 from imchat.services.delivery.outbox import Outbox
 from imchat.stores import conversations as conversation_store
 from imchat.wire.frames import ReceiptFrame
+from imchat.wire.ids import group_of
 
 if TYPE_CHECKING:
     from imchat.container import Services
@@ -97,7 +98,7 @@ class ReceiptCoalescer:
 
     def _wanted(self, key: tuple[str, str], due: _Due) -> bool:
         user_id, conversation_id = key
-        if due.read_moved or not conversation_id.startswith("g:"):
+        if due.read_moved or group_of(conversation_id) is None:
             return True
         return self.elsewhere(user_id, due.conn_id)
 
@@ -138,7 +139,7 @@ class ReceiptCoalescer:
         """The user (for their other connections) and the participants who hear of it."""
         if member.peer_id is not None:
             return [member.user_id, member.peer_id]
-        group_id = member.conversation_id.removeprefix("g:")
+        group_id = group_of(member.conversation_id) or ""
         others = groups.member_ids(self.services, group_id) or []
         if not due.read_moved or len(others) > GROUP_RECEIPTS_MAX:
             return [member.user_id]

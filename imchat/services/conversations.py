@@ -1,4 +1,4 @@
-"""Conversations: ids, the caller's list, one conversation, and its history.
+"""Conversations: the caller's list, one conversation, and its history.
 
 Visibility: a direct conversation to its two users; a group's to its
 current members, from the seq at which they joined. A former member gets
@@ -21,15 +21,6 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from imchat.container import Services
-
-
-def direct_conversation_id(user_a: str, user_b: str) -> str:
-    low, high = sorted((user_a, user_b))
-    return f"d:{low}:{high}"
-
-
-def group_conversation_id(group_id: str) -> str:
-    return f"g:{group_id}"
 
 
 # ------------------------------------------------------------------ reading

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, aliased
 from imchat.stores import history
 from imchat.stores.models import Conversation, ConversationMember, Group, Message
 from imchat.stores.sql import insert_ignore, is_mysql
+from imchat.wire.ids import group_conversation_id
 
 CONVERSATIONS: Table = Conversation.__table__  # type: ignore[assignment]
 MEMBERS: Table = ConversationMember.__table__  # type: ignore[assignment]
@@ -117,7 +118,7 @@ def add_direct_members(session: Session, pairs: Sequence[tuple[str, str, str]]) 
 
 def join_group(session: Session, group_id: str, user_ids: Sequence[str], now_ms: int) -> None:
     """Members of the group's conversation from its current seq on (again, after leaving)."""
-    conversation_id = group_conversation(group_id)
+    conversation_id = group_conversation_id(group_id)
     row = {"conversation_id": conversation_id, "kind": "group", "group_id": group_id}
     insert_ignore(session, CONVERSATIONS, [{**row, "last_ts": now_ms}])
     last_seq = int(
@@ -153,7 +154,7 @@ def join_group(session: Session, group_id: str, user_ids: Sequence[str], now_ms:
 
 def leave_group(session: Session, group_id: str, user_id: str) -> None:
     """The member's window closes at the group's current seq."""
-    conversation_id = group_conversation(group_id)
+    conversation_id = group_conversation_id(group_id)
     last_seq = (
         select(Conversation.last_seq)
         .where(Conversation.conversation_id == conversation_id)
@@ -168,10 +169,6 @@ def leave_group(session: Session, group_id: str, user_id: str) -> None:
         )
         .values(left_seq=func.coalesce(last_seq, 0))
     )
-
-
-def group_conversation(group_id: str) -> str:
-    return f"g:{group_id}"
 
 
 def membership(session: Session, user_id: str, conversation_id: str) -> Membership | None:

@@ -21,10 +21,10 @@ from sqlalchemy import event
 
 from imchat.backends.base import BusRecord
 from imchat.services import pending
-from imchat.services.conversations import direct_conversation_id, group_conversation_id
 from imchat.services.delivery.records import process_records
 from imchat.stores import users as user_store
 from imchat.wire.bus import MessageEnvelope
+from imchat.wire.ids import direct_conversation_id, group_conversation_id
 from imchat.wire.topics import DIRECT_MSG, GROUP_MSG
 
 from .support import ApiClient, User

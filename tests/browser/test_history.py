@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from imchat.client import ApiClient, Session
-from imchat.services.conversations import direct_conversation_id
+from imchat.wire.ids import direct_conversation_id
 from tests.support.clients import PASSWORD
 
 from .conftest import ChatPage, MakeChat, username

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from imchat.client import ApiClient, ChatError, Session
-from imchat.services.conversations import direct_conversation_id
+from imchat.wire.ids import direct_conversation_id
 from tests.support.sockets import Sockets
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from imchat.client import ApiClient, Session
-from imchat.services.conversations import direct_conversation_id
+from imchat.wire.ids import direct_conversation_id
 from tests.support.sockets import RawSocket, Sockets
 
 pytestmark = pytest.mark.e2e

@@ -15,9 +15,9 @@ from imchat.gateway.connection import Connection
 from imchat.gateway.hub import Gateway
 from imchat.ops import migrate
 from imchat.services import groups
-from imchat.services.conversations import direct_conversation_id
 from imchat.stores import conversations as conversation_store
 from imchat.stores import users as user_store
+from imchat.wire.ids import direct_conversation_id
 from tests.support.recording import connect, recorded
 
 pytestmark = pytest.mark.unit

@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from imchat.client import ApiClient, Session
-from imchat.services.conversations import direct_conversation_id
+from imchat.wire.ids import direct_conversation_id
 from tests.support.clients import register_users
 from tests.support.server import EmbeddedServer
 from tests.support.sockets import Closed, RawSocket

@@ -22,11 +22,11 @@ from imchat.gateway.connection import Connection
 from imchat.gateway.hub import Gateway
 from imchat.ops import migrate
 from imchat.services import groups
-from imchat.services.conversations import direct_conversation_id, group_conversation_id
 from imchat.services.delivery.records import process_records
 from imchat.services.pending import load_pending
 from imchat.stores import users as user_store
 from imchat.wire.bus import MembershipChange, MessageEnvelope
+from imchat.wire.ids import direct_conversation_id, group_conversation_id
 from imchat.wire.topics import DIRECT_MSG, GROUP_MSG, MEMBERSHIP_CHANGE
 from tests.support.recording import RecordingSocket, recorded
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from imchat.client import ChatConnection, ChatError
-from imchat.services.conversations import direct_conversation_id
+from imchat.wire.ids import direct_conversation_id
 
 from .conftest import Stack
 

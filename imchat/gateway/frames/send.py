@@ -12,9 +12,9 @@ from marshmallow import ValidationError, validates_schema
 from imchat import metrics
 from imchat.gateway.frames.base import ClientFrame, FrameError, FrameSchema
 from imchat.services import blocks, conversations, groups
-from imchat.services.conversations import direct_conversation_id, group_conversation_id
 from imchat.wire.bus import MessageEnvelope
 from imchat.wire.fields import seq_field, text
+from imchat.wire.ids import direct_conversation_id, group_conversation_id
 from imchat.wire.topics import DIRECT_MSG, GROUP_MSG
 
 if TYPE_CHECKING:

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from imchat.gateway.frames.base import ClientFrame, FrameSchema
 from imchat.services import blocks, groups
-from imchat.services.conversations import direct_conversation_id
 from imchat.services.delivery.outbox import Outbox
 from imchat.wire.fields import text
 from imchat.wire.frames import TypingFrame
+from imchat.wire.ids import direct_conversation_id
 
 if TYPE_CHECKING:
     from imchat.container import Services
