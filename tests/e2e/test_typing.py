@@ -103,9 +103,10 @@ def test_a_non_participant_relays_nothing(api: ApiClient, users: Users, sockets:
     group = api.create_group(bob.token, "theirs", [carol.user_id])["group_id"]
     a, b, c = (sockets.raw(u) for u in (alice, bob, carol))
     low, high = sorted((bob.user_id, carol.user_id))
+    first, second = sorted((alice.user_id, bob.user_id))
     for conversation_id in (
         f"d:{low}:{high}",  # someone else's direct conversation
-        f"d:{high}:{alice.user_id}",  # not in canonical order
+        f"d:{second}:{first}",  # alice and bob, not in canonical order
         f"d:{alice.user_id}:{alice.user_id}",  # with oneself: nobody else
         f"g:{group}",  # a group one is not in
         "g:no-such-group",
