@@ -30,9 +30,10 @@ STATS = "0004_daily_stats"
 HISTORY = "0005_history"
 BLOCKS = "0006_blocks"
 CHANGES = "0007_message_changes"
-HEAD = CHANGES
-REVISIONS = [INITIAL, SAMPLE, MARKS, STATS, HISTORY, BLOCKS, CHANGES]
-LATER = [BLOCKS, CHANGES]
+PRESENCE = "0008_presence"
+HEAD = PRESENCE
+REVISIONS = [INITIAL, SAMPLE, MARKS, STATS, HISTORY, BLOCKS, CHANGES, PRESENCE]
+LATER = [BLOCKS, CHANGES, PRESENCE]
 INITIAL_TABLES = {"users", "groups", "group_members", "offline_messages", "sequence_snapshots"}
 MARKS_TABLES = INITIAL_TABLES | {"delivery_marks"}
 STATS_TABLES = MARKS_TABLES | {"daily_stats", "active_users_daily"}
@@ -91,6 +92,14 @@ def table_names(settings: Settings) -> set[str]:
         engine.dispose()
 
 
+def column_names(settings: Settings, table: str) -> set[str]:
+    engine = create_engine(settings.effective_database_url, poolclass=NullPool)
+    try:
+        return {column["name"] for column in inspect(engine).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
 def query(settings: Settings, sql: str, **params: Any) -> list[Any]:
     engine = create_engine(settings.effective_database_url, poolclass=NullPool)
     try:
@@ -127,13 +136,22 @@ def test_downgrade_one_step_at_a_time(db: Settings) -> None:
     migrate.upgrade(db)
 
     migrate.downgrade(db)
-    assert migrate.status(db) == {"current": BLOCKS, "head": HEAD, "pending": [CHANGES]}
+    assert migrate.status(db) == {"current": CHANGES, "head": HEAD, "pending": [PRESENCE]}
+    assert table_names(db) == TABLES | {"alembic_version"}
+    assert "last_seen_ms" not in column_names(db, "users")
+
+    migrate.downgrade(db)
+    assert migrate.status(db) == {"current": BLOCKS, "head": HEAD, "pending": [CHANGES, PRESENCE]}
     assert table_names(db) == TABLES - {"message_changes", "message_reactions"} | {
         "alembic_version"
     }
 
     migrate.downgrade(db)
-    assert migrate.status(db) == {"current": HISTORY, "head": HEAD, "pending": [BLOCKS, CHANGES]}
+    assert migrate.status(db) == {
+        "current": HISTORY,
+        "head": HEAD,
+        "pending": [BLOCKS, CHANGES, PRESENCE],
+    }
     assert table_names(db) == TABLES - {"message_changes", "message_reactions", "blocks"} | {
         "alembic_version"
     }
@@ -245,10 +263,14 @@ def test_check_reports_a_database_behind_head(db: Settings) -> None:
 
     differences = migrate.check(db)
 
-    assert f"pending: {SAMPLE}, {MARKS}, {STATS}, {HISTORY}, {BLOCKS}, {CHANGES}" in differences[0]
+    assert (
+        f"pending: {SAMPLE}, {MARKS}, {STATS}, {HISTORY}, {BLOCKS}, {CHANGES}, {PRESENCE}"
+        in (differences[0])
+    )
     # The tables of the pending revisions are missing, and named; the one
     # they retire is still there, and named too.
     assert sorted(differences[1:]) == [
+        "add_column users.last_seen_ms [models only]",
         "add_index Index ix_blocks_blocked_id on blocks(blocked_id) [models only]",
         "add_index Index ix_conversation_members_conversation_id"
         " on conversation_members(conversation_id) [models only]",

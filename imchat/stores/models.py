@@ -53,6 +53,8 @@ class User(Base):
     display_name: Mapped[str | None] = mapped_column(String(64))
     avatar_url: Mapped[str | None] = mapped_column(String(512))
     password_hash: Mapped[str] = mapped_column(String(255))
+    # When the user's last connection closed (ms), set as presence turns offline.
+    last_seen_ms: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime, server_default=func.now(), onupdate=func.now()
