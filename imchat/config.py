@@ -90,6 +90,10 @@ class Settings:
     # Messages (and with them what is pending) are kept this long; 0: for ever.
     history_retention_days: int = 365
 
+    # Presence: a user turns offline this long after their last connection
+    # closed, so that a page reload sends neither offline nor online.
+    presence_grace_seconds: int = 10
+
     gateway_id: str = ""
     max_frame_bytes: int = 64 * 1024
     # Per connection: frames per second (token bucket) and the burst allowed.

@@ -58,6 +58,9 @@ BATCH_SECONDS = Histogram(
 TASK_SECONDS = Histogram(
     "imchat_task_seconds", "Background job durations", ["task"], buckets=LATENCY_BUCKETS
 )
+PRESENCE_CHANGES = Counter(
+    "imchat_presence_changes_total", "Presence changes announced, by status", ["status"]
+)
 ROUTE_LOOKUPS = Counter("imchat_route_lookups_total", "Router lookups (local etcd copy)")
 
 

@@ -57,6 +57,15 @@ class MessageSchema(Schema):
     )
 
 
+class PresenceSchema(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(("online", "offline")))
+    last_seen = fields.Integer(
+        allow_none=True,
+        required=True,
+        metadata={"description": "ms since the epoch when offline; null online or never seen"},
+    )
+
+
 class ConversationSchema(Schema):
     """A conversation of the caller (C in docs/api.md)."""
 
@@ -68,6 +77,11 @@ class ConversationSchema(Schema):
     )
     peer_read_seq = fields.Integer(
         metadata={"description": "direct: the other user's read mark (ticks)"}
+    )
+    presence = fields.Nested(
+        PresenceSchema,
+        allow_none=True,
+        metadata={"description": "direct: the peer's presence; null when a block hides it"},
     )
     group_id = fields.String(metadata={"description": "group conversations"})
     name = fields.String(metadata={"description": "group conversations"})

@@ -115,6 +115,15 @@ class Router(abc.ABC):
     def gateways_for(self, user_id: str) -> set[str]: ...
 
     @abc.abstractmethod
+    def on_unrouted(self, listener: Callable[[list[str]], None]) -> None:
+        """Call ``listener(user_ids)`` whenever users are left without any route,
+        whoever removed the last one (this process, another, or an ended lease).
+
+        It is called on the thread that saw the change (a watch, or a caller of
+        ``remove_route``), outside any lock: it must only hand the work over.
+        """
+
+    @abc.abstractmethod
     def prune_stale(self, limit: int) -> int:
         """Delete up to ``limit`` routes no live gateway registration stands behind.
 
@@ -215,6 +224,20 @@ class Cache(abc.ABC):
     @abc.abstractmethod
     def delete(self, key: str) -> None:
         """Drop the entry (no error when there is none)."""
+
+    @abc.abstractmethod
+    def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """The value of each key, in order (one round trip)."""
+
+    @abc.abstractmethod
+    def exchange(self, key: str, value: str, ttl_seconds: int) -> str | None:
+        """Set the entry and return the value it had (None: none), atomically."""
+
+    @abc.abstractmethod
+    def replace(self, key: str, expected: str | None, value: str, ttl_seconds: int) -> bool:
+        """Set the entry only if it holds ``expected`` (None: only if it is absent),
+        atomically; whether it was set. Several processes racing on one state
+        change: exactly one wins."""
 
     @abc.abstractmethod
     def ping(self, timeout: float = 2.0) -> None: ...

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from imchat.backends.base import Cache
 
@@ -32,21 +32,45 @@ class EmbeddedCache(Cache):
 
     def get(self, key: str) -> str | None:
         with self._lock:
-            hit = self._entries.get(key)
-            if hit is None:
-                return None
-            if hit[1] <= self._clock():
-                del self._entries[key]
-                return None
-            return hit[0]
+            return self._live(key)
+
+    def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        with self._lock:
+            return [self._live(key) for key in keys]
 
     def set(self, key: str, value: str, ttl_seconds: int) -> None:
-        now = self._clock()
         with self._lock:
-            self._entries[key] = (value, now + ttl_seconds)
-            if now >= self._next_sweep:
-                self._entries = {k: e for k, e in self._entries.items() if e[1] > now}
-                self._next_sweep = now + self._sweep_every
+            self._put(key, value, ttl_seconds)
+
+    def exchange(self, key: str, value: str, ttl_seconds: int) -> str | None:
+        with self._lock:
+            previous = self._live(key)
+            self._put(key, value, ttl_seconds)
+            return previous
+
+    def replace(self, key: str, expected: str | None, value: str, ttl_seconds: int) -> bool:
+        with self._lock:
+            if self._live(key) != expected:
+                return False
+            self._put(key, value, ttl_seconds)
+            return True
+
+    def _live(self, key: str) -> str | None:
+        """The unexpired value of ``key`` (dropping an expired one); hold the lock."""
+        hit = self._entries.get(key)
+        if hit is None:
+            return None
+        if hit[1] <= self._clock():
+            del self._entries[key]
+            return None
+        return hit[0]
+
+    def _put(self, key: str, value: str, ttl_seconds: int) -> None:
+        now = self._clock()
+        self._entries[key] = (value, now + ttl_seconds)
+        if now >= self._next_sweep:
+            self._entries = {k: e for k, e in self._entries.items() if e[1] > now}
+            self._next_sweep = now + self._sweep_every
 
     def delete(self, key: str) -> None:
         with self._lock:

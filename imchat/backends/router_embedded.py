@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 
 from imchat.backends.base import Router
 
@@ -18,6 +19,7 @@ class EmbeddedRouter(Router):
         self._lock = threading.Lock()
         self._gateways: set[str] = set()
         self._routes: defaultdict[str, set[str]] = defaultdict(set)
+        self._listeners: list[Callable[[list[str]], None]] = []
 
     def register_gateway(self, gateway_id: str) -> None:
         with self._lock:
@@ -26,8 +28,9 @@ class EmbeddedRouter(Router):
     def unregister_gateway(self, gateway_id: str) -> None:
         with self._lock:
             self._gateways.discard(gateway_id)
-            for user_id in [u for u, gws in self._routes.items() if gateway_id in gws]:
-                self._drop(user_id, gateway_id)
+            users = [u for u, gws in self._routes.items() if gateway_id in gws]
+            unrouted = [u for u in users if self._drop(u, gateway_id)]
+        self._tell(unrouted)
 
     def add_route(self, user_id: str, gateway_id: str) -> None:
         with self._lock:
@@ -37,14 +40,27 @@ class EmbeddedRouter(Router):
 
     def remove_route(self, user_id: str, gateway_id: str) -> None:
         with self._lock:
-            self._drop(user_id, gateway_id)
+            unrouted = self._drop(user_id, gateway_id)
+        self._tell([user_id] if unrouted else [])
 
-    def _drop(self, user_id: str, gateway_id: str) -> None:
+    def on_unrouted(self, listener: Callable[[list[str]], None]) -> None:
+        self._listeners.append(listener)
+
+    def _drop(self, user_id: str, gateway_id: str) -> bool:
+        """Remove one route; whether it was the user's last one."""
         gateways = self._routes.get(user_id)
-        if gateways is not None:
-            gateways.discard(gateway_id)
-            if not gateways:
-                del self._routes[user_id]
+        if gateways is None or gateway_id not in gateways:
+            return False
+        gateways.discard(gateway_id)
+        if gateways:
+            return False
+        del self._routes[user_id]
+        return True
+
+    def _tell(self, user_ids: list[str]) -> None:
+        if user_ids:
+            for listener in self._listeners:
+                listener(user_ids)
 
     def gateways_for(self, user_id: str) -> set[str]:
         with self._lock:
@@ -63,8 +79,8 @@ class EmbeddedRouter(Router):
                 for gateway_id in sorted(gateways)
                 if gateway_id not in self._gateways
             ][:limit]
-            for user_id, gateway_id in stale:
-                self._drop(user_id, gateway_id)
+            unrouted = [u for u, gateway_id in stale if self._drop(u, gateway_id)]
+        self._tell(unrouted)
         return len(stale)
 
     def ping(self, timeout: float = 2.0) -> None:

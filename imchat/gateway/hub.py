@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from imchat import metrics
 from imchat.gateway.confirmations import ConfirmationBatcher
 from imchat.gateway.connection import Connection
+from imchat.gateway.presence import PresenceTracker
 from imchat.gateway.receipts import ReceiptCoalescer
 from imchat.gateway.throttle import Throttle
 from imchat.services import users
@@ -44,6 +45,7 @@ class Gateway:
         self._by_id: dict[str, Connection] = {}
         self.confirmations = ConfirmationBatcher(services)
         self.receipts = ReceiptCoalescer(services, self.connected_elsewhere)
+        self.presence = PresenceTracker(services, self.gateway_id)
         # One relayed typing frame per user and conversation per window.
         self.typing_throttle = Throttle(TYPING_WINDOW_SECONDS)
         # Users seen to exist, so that a send costs no round trip to check its
@@ -64,6 +66,7 @@ class Gateway:
         self.services.channel.listen(self.gateway_id, self.on_payload)
         self.confirmations.start()
         self.receipts.start()
+        self.presence.start()
         self.started = True
         log.info("gateway started", extra={"gateway_id": self.gateway_id})
 
@@ -71,6 +74,7 @@ class Gateway:
         if self.started:
             self.confirmations.stop()
             self.receipts.stop()
+            self.presence.stop()
             self.services.channel.stop_listening(self.gateway_id)
             self.services.router.unregister_gateway(self.gateway_id)
             self.started = False
@@ -83,6 +87,7 @@ class Gateway:
             self._by_id[conn.conn_id] = conn
         if first:
             self.services.router.add_route(conn.user_id, self.gateway_id)
+            self.presence.arrived(conn.user_id)
 
     def detach(self, conn: Connection) -> None:
         metrics.CONNECTIONS.dec()

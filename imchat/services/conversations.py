@@ -12,6 +12,7 @@ import binascii
 from typing import TYPE_CHECKING, Any
 
 from imchat.errors import APIError
+from imchat.services import presence
 from imchat.stores import changes, history
 from imchat.stores import conversations as conversation_store
 from imchat.stores.conversations import ConversationView, Membership
@@ -34,7 +35,7 @@ def list_conversations(
     page = views[:limit]
     more = len(views) > limit
     return {
-        "conversations": [conversation_view(v) for v in page],
+        "conversations": with_presence(services, page),
         "next": _encode_cursor(page[-1]) if more and page else None,
     }
 
@@ -45,7 +46,23 @@ def get_conversation(services: Services, user_id: str, conversation_id: str) -> 
         found = conversation_store.for_user(session, user_id, 1, conversation_id=conversation_id)
     if not found:  # a direct conversation is listed from its first message on
         raise APIError(404, "no such conversation")
-    return conversation_view(found[0])
+    return with_presence(services, found)[0]
+
+
+def with_presence(services: Services, views: list[ConversationView]) -> list[dict[str, Any]]:
+    """The API's C of each view, a direct one with its peer's ``presence``
+    (null behind a block), the facts from the database read with the page."""
+    peers = {
+        v.peer_id: presence.PeerFacts(v.peer_last_seen_ms, v.peer_shunned)
+        for v in views
+        if v.kind == "direct" and v.peer_id
+    }
+    seen = presence.presence_of(services, peers)
+    out = [conversation_view(v) for v in views]
+    for conversation in out:
+        if conversation["kind"] == "direct":
+            conversation["presence"] = seen.get(conversation["peer_id"])
+    return out
 
 
 def history_page(

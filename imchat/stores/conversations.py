@@ -6,13 +6,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, and_, case, func, or_, select, update
+from sqlalchemy import Table, and_, case, exists, func, or_, select, update
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
 from imchat.stores import history
-from imchat.stores.models import Conversation, ConversationMember, Group, Message
+from imchat.stores.models import Block, Conversation, ConversationMember, Group, Message, User
 from imchat.stores.sql import insert_ignore, is_mysql
 from imchat.wire.ids import group_conversation_id
 
@@ -63,6 +63,10 @@ class ConversationView:
     # The other user's marks in a direct conversation (their read ticks).
     peer_delivered_seq: int | None = None
     peer_read_seq: int | None = None
+    # The peer's presence facts in a direct conversation: when they were last
+    # seen, and whether a block stands between them (then no presence at all).
+    peer_last_seen_ms: int | None = None
+    peer_shunned: bool = False
 
 
 def record_activity(session: Session, activity: Mapping[str, Activity]) -> None:
@@ -114,6 +118,13 @@ def add_direct_members(session: Session, pairs: Sequence[tuple[str, str, str]]) 
                 "peer_id": peer,
             }
     insert_ignore(session, MEMBERS, [rows[k] for k in sorted(rows)])
+
+
+def direct_peers(session: Session, user_id: str) -> list[str]:
+    """Everyone who shares a direct conversation with ``user_id`` (one indexed read)."""
+    member = ConversationMember
+    query = select(member.peer_id).where(member.user_id == user_id, member.peer_id.is_not(None))
+    return [peer for peer in session.scalars(query) if peer is not None and peer != user_id]
 
 
 def join_group(session: Session, group_id: str, user_ids: Sequence[str], now_ms: int) -> None:
@@ -242,14 +253,26 @@ def for_user(
         .correlate(member)
         .scalar_subquery()
     )
+    peer_user = aliased(User)
     query = (
-        select(member, conv, Group.name, Message, unread, peer.delivered_seq, peer.read_seq)
+        select(
+            member,
+            conv,
+            Group.name,
+            Message,
+            unread,
+            peer.delivered_seq,
+            peer.read_seq,
+            peer_user.last_seen_ms,
+            _shunned(member, user_id),
+        )
         .join(page, page.c.conversation_id == member.conversation_id)
         .join(conv, conv.conversation_id == member.conversation_id)
         .outerjoin(
             peer,
             and_(peer.conversation_id == member.conversation_id, peer.user_id == member.peer_id),
         )
+        .outerjoin(peer_user, peer_user.user_id == member.peer_id)
         .outerjoin(Group, Group.group_id == conv.group_id)
         .outerjoin(
             Message,
@@ -263,6 +286,15 @@ def for_user(
         .order_by(page.c.active_at.desc(), conv.conversation_id.desc())
     )
     return [_view(*row) for row in session.execute(query)]
+
+
+def _shunned(member: Any, user_id: str) -> Any:
+    """Whether a block stands between the user and the direct peer, either way."""
+    either_way = or_(
+        and_(Block.user_id == user_id, Block.blocked_id == member.peer_id),
+        and_(Block.user_id == member.peer_id, Block.blocked_id == user_id),
+    )
+    return exists().where(either_way).correlate(member)
 
 
 def _page(
@@ -301,6 +333,8 @@ def _view(
     unread: int,
     peer_delivered: int | None,
     peer_read: int | None,
+    peer_last_seen: int | None,
+    peer_shunned: bool,
 ) -> ConversationView:
     return ConversationView(
         conversation_id=conv.conversation_id,
@@ -316,4 +350,6 @@ def _view(
         last_message=history.record_of(last) if last is not None else None,
         peer_delivered_seq=peer_delivered,
         peer_read_seq=peer_read,
+        peer_last_seen_ms=peer_last_seen,
+        peer_shunned=bool(peer_shunned),
     )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from imchat.stores.models import User
@@ -106,3 +106,12 @@ def update_profile(
     user.updated_at = now
     session.flush()
     return _record(user)
+
+
+def set_last_seen(session: Session, user_id: str, last_seen_ms: int) -> None:
+    """When the user was last online; their profile's ``updated_at`` stays as it was."""
+    session.execute(
+        update(User)
+        .where(User.user_id == user_id)
+        .values(last_seen_ms=last_seen_ms, updated_at=User.updated_at)
+    )

@@ -104,6 +104,17 @@ class ErrorFrame(Record):
 
 
 @dataclass(frozen=True)
+class PresenceFrame(Record):
+    """A user with whom the recipient shares a direct conversation came online
+    (``last_seen`` null) or went offline (``last_seen`` when, in ms)."""
+
+    TYPE: ClassVar[str] = "presence"
+    user_id: str
+    status: str
+    last_seen: int | None
+
+
+@dataclass(frozen=True)
 class TypingFrame(Record):
     """A participant is typing in a conversation: relayed, never stored."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,42 @@ def test_cache_and_dedup_do_not_share_keys(
         assert cache.get(key("k")) == "cached"
     finally:
         seqs.close()
+
+
+def test_get_many_answers_each_key_in_order(cache: Cache, key: Key) -> None:
+    cache.set(key("a"), "1", 60)
+    cache.set(key("c"), "3", 60)
+    assert cache.get_many([key("a"), key("b"), key("c")]) == ["1", None, "3"]
+    assert cache.get_many([]) == []
+
+
+def test_exchange_sets_and_returns_what_was_there(cache: Cache, key: Key) -> None:
+    assert cache.exchange(key("presence"), "on", 60) is None
+    assert cache.exchange(key("presence"), "gone:5", 60) == "on"
+    assert cache.get(key("presence")) == "gone:5"
+
+
+def test_replace_sets_only_over_the_expected_value(cache: Cache, key: Key) -> None:
+    assert cache.replace(key("p"), None, "on", 60), "absent, as expected"
+    assert not cache.replace(key("p"), None, "again", 60), "no longer absent"
+    assert not cache.replace(key("p"), "gone:1", "off", 60)
+    assert cache.get(key("p")) == "on"
+    assert cache.replace(key("p"), "on", "gone:1", 60)
+    assert cache.get(key("p")) == "gone:1"
+
+
+def test_replace_has_exactly_one_winner_among_racers(cache: Cache, key: Key) -> None:
+    cache.set(key("p"), "gone:7", 60)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        won = list(pool.map(lambda _: cache.replace(key("p"), "gone:7", "off", 60), range(16)))
+    assert won.count(True) == 1
+
+
+def test_replace_and_exchange_set_a_ttl(cache: Cache, key: Key) -> None:
+    cache.exchange(key("x"), "on", 1)
+    cache.replace(key("y"), None, "on", 1)
+    time.sleep(1.1)
+    assert cache.get_many([key("x"), key("y")]) == [None, None]
 
 
 def test_ping_answers(cache: Cache) -> None:

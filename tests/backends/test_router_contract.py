@@ -281,6 +281,26 @@ def test_unregister_gateway_removes_its_routes(router: Router) -> None:
     router.unregister_gateway("gw-a")  # twice is harmless
 
 
+def test_users_left_without_a_route_are_told(router: Router) -> None:
+    told: list[str] = []
+    router.on_unrouted(told.extend)
+    router.register_gateway("gw-a")
+    router.register_gateway("gw-b")
+    router.add_route("alice", "gw-a")
+    router.add_route("alice", "gw-b")
+    router.add_route("bob", "gw-a")
+
+    router.remove_route("alice", "gw-a")
+    assert told == [], "alice is still on gw-b"
+    router.remove_route("alice", "gw-b")
+    assert told == ["alice"], "told at once, by the process that removed it"
+    router.remove_route("alice", "gw-b")
+    assert told == ["alice"], "a route that was not there changes nothing"
+
+    router.unregister_gateway("gw-a")
+    assert told == ["alice", "bob"]
+
+
 def test_registering_a_gateway_again_keeps_it_and_its_routes(router: Router) -> None:
     router.register_gateway("gw-a")
     router.register_gateway("gw-b")
@@ -389,6 +409,25 @@ def test_a_route_reaches_another_process_within_a_second(
     recipient_side.unregister_gateway("gw-b")
     wait_for(lambda: sender_side.gateways_for("carol") == set(), 1.0, "gw-b's routes gone")
     assert etcd_leases(shared_etcd.split(",")[0], prefix) == {}, "gw-b's key gone too"
+
+
+@integration
+def test_another_process_is_told_when_users_lose_their_last_route(
+    shared_etcd: str, prefix: str, make_etcd_router: Callable[..., EtcdRouter]
+) -> None:
+    watcher = make_etcd_router(shared_etcd, prefix)
+    told: list[str] = []
+    watcher.on_unrouted(told.extend)
+    gateway = make_etcd_router(shared_etcd, prefix)
+    gateway.register_gateway("gw-b")
+    gateway.add_route("bob", "gw-b")
+    gateway.add_route("carol", "gw-b")
+    wait_for(lambda: watcher.gateways_for("carol") == {"gw-b"}, 1.0, "carol's route")
+
+    gateway.remove_route("bob", "gw-b")
+    wait_for(lambda: told == ["bob"], 1.0, "bob unrouted, seen by the watch")
+    gateway.unregister_gateway("gw-b")  # as a lease that ended: every route at once
+    wait_for(lambda: told == ["bob", "carol"], 1.0, "carol unrouted with gw-b's lease")
 
 
 @integration

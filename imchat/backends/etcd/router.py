@@ -90,6 +90,11 @@ class EtcdRouter(Router):
         """The gateways holding ``user_id``'s connections (local copy, no round trip)."""
         return self._tree.gateways_for(user_id)
 
+    def on_unrouted(self, listener: Callable[[list[str]], None]) -> None:
+        """Told by the local copy: our own removals at once, other processes'
+        and ended leases as the watch reports them."""
+        self._tree.on_unrouted(listener)
+
     def prune_stale(self, limit: int) -> int:
         """Delete up to ``limit`` routes whose gateway key is missing or on another lease."""
         return prune_stale(self._endpoints, self._keys, limit)

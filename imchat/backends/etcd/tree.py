@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from imchat.backends.etcd.keys import Keys
 
@@ -26,6 +27,8 @@ class LocalTree:
         self._values: dict[str, tuple[int, str]] = {}
         self._tombstones: dict[str, int] = {}  # our own deletes the watch has not reached
         self._routes: dict[str, set[str]] = {}
+        self._listeners: list[Callable[[list[str]], None]] = []
+        self._unrouted: list[str] = []  # users left without a route by the current change
 
     # ---- reads
     def gateways_for(self, user_id: str) -> set[str]:
@@ -39,6 +42,10 @@ class LocalTree:
         keys = self._keys
         return [keys.gateway(gateway_id)] + [keys.route(u, gateway_id) for u in users]
 
+    def on_unrouted(self, listener: Callable[[list[str]], None]) -> None:
+        """Call ``listener`` with the users a change leaves without any route."""
+        self._listeners.append(listener)
+
     # ---- writes
     def apply_events(self, events: list[Event]) -> None:
         """Apply watch events in order."""
@@ -46,6 +53,7 @@ class LocalTree:
             for key, value, revision in events:
                 self._apply(key, value, revision)
             self._advance(max(revision for _, _, revision in events))
+        self._tell()
 
     def apply_own(self, changes: list[Change], revision: int) -> None:
         """Apply our own writes of ``revision`` now, unless the watch already has them."""
@@ -56,6 +64,7 @@ class LocalTree:
                 if value is None:
                     self._tombstones[key] = max(revision, self._tombstones.get(key, 0))
                 self._apply(key, value, revision)
+        self._tell()
 
     def progress(self, revision: int) -> None:
         """The watch reports that every event up to ``revision`` was sent."""
@@ -76,7 +85,10 @@ class LocalTree:
             self._values = merged
             self.revision = revision
             self.cluster_id = cluster_id
+            routed = set(self._routes)
             self._reindex()
+            self._unrouted.extend(sorted(routed - set(self._routes)))
+        self._tell()
 
     def _keep_newer(self, merged: dict[str, tuple[int, str]], revision: int) -> None:
         for key, entry in self._values.items():
@@ -134,3 +146,13 @@ class LocalTree:
             gateways.discard(gateway_id)
             if not gateways:
                 del self._routes[user_id]
+                self._unrouted.append(user_id)
+
+    def _tell(self) -> None:
+        """Hand the users the last change left without a route to the listeners
+        (outside the lock: a listener may read the tree)."""
+        with self._lock:
+            unrouted, self._unrouted = self._unrouted, []
+        if unrouted:
+            for listener in self._listeners:
+                listener(unrouted)
