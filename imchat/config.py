@@ -34,7 +34,12 @@ class Settings:
     celery_result_backend: str = ""
 
     secret_key: str = ""
-    token_ttl_seconds: int = DAY
+    # Access tokens are short-lived: a session ends within this of a revocation
+    # for anything that cached a token; refresh tokens keep the session going.
+    token_ttl_seconds: int = 15 * 60
+    refresh_ttl_seconds: int = 30 * DAY  # a session unused this long ends
+    ws_ticket_ttl_seconds: int = 30
+    session_sweep_seconds: int = 30  # each gateway re-checks its sockets' sessions
     # argon2id cost (the library's recommended defaults).
     password_hash_time_cost: int = 3
     password_hash_memory_kib: int = 65536

@@ -31,9 +31,10 @@ HISTORY = "0005_history"
 BLOCKS = "0006_blocks"
 CHANGES = "0007_message_changes"
 PRESENCE = "0008_presence"
-HEAD = PRESENCE
-REVISIONS = [INITIAL, SAMPLE, MARKS, STATS, HISTORY, BLOCKS, CHANGES, PRESENCE]
-LATER = [BLOCKS, CHANGES, PRESENCE]
+SESSIONS = "0009_sessions"
+HEAD = SESSIONS
+REVISIONS = [INITIAL, SAMPLE, MARKS, STATS, HISTORY, BLOCKS, CHANGES, PRESENCE, SESSIONS]
+LATER = [BLOCKS, CHANGES, PRESENCE, SESSIONS]
 INITIAL_TABLES = {"users", "groups", "group_members", "offline_messages", "sequence_snapshots"}
 MARKS_TABLES = INITIAL_TABLES | {"delivery_marks"}
 STATS_TABLES = MARKS_TABLES | {"daily_stats", "active_users_daily"}
@@ -45,6 +46,7 @@ TABLES = (STATS_TABLES - {"offline_messages", "delivery_marks"}) | {
     "blocks",
     "message_changes",
     "message_reactions",
+    "sessions",
 }
 REPO = Path(__file__).resolve().parent.parent
 
@@ -136,13 +138,25 @@ def test_downgrade_one_step_at_a_time(db: Settings) -> None:
     migrate.upgrade(db)
 
     migrate.downgrade(db)
-    assert migrate.status(db) == {"current": CHANGES, "head": HEAD, "pending": [PRESENCE]}
-    assert table_names(db) == TABLES | {"alembic_version"}
+    assert migrate.status(db) == {"current": PRESENCE, "head": HEAD, "pending": [SESSIONS]}
+    assert table_names(db) == TABLES - {"sessions"} | {"alembic_version"}
+
+    migrate.downgrade(db)
+    assert migrate.status(db) == {
+        "current": CHANGES,
+        "head": HEAD,
+        "pending": [PRESENCE, SESSIONS],
+    }
+    assert table_names(db) == TABLES - {"sessions"} | {"alembic_version"}
     assert "last_seen_ms" not in column_names(db, "users")
 
     migrate.downgrade(db)
-    assert migrate.status(db) == {"current": BLOCKS, "head": HEAD, "pending": [CHANGES, PRESENCE]}
-    assert table_names(db) == TABLES - {"message_changes", "message_reactions"} | {
+    assert migrate.status(db) == {
+        "current": BLOCKS,
+        "head": HEAD,
+        "pending": [CHANGES, PRESENCE, SESSIONS],
+    }
+    assert table_names(db) == TABLES - {"message_changes", "message_reactions", "sessions"} | {
         "alembic_version"
     }
 
@@ -150,11 +164,10 @@ def test_downgrade_one_step_at_a_time(db: Settings) -> None:
     assert migrate.status(db) == {
         "current": HISTORY,
         "head": HEAD,
-        "pending": [BLOCKS, CHANGES, PRESENCE],
+        "pending": [BLOCKS, CHANGES, PRESENCE, SESSIONS],
     }
-    assert table_names(db) == TABLES - {"message_changes", "message_reactions", "blocks"} | {
-        "alembic_version"
-    }
+    dropped = {"message_changes", "message_reactions", "blocks", "sessions"}
+    assert table_names(db) == TABLES - dropped | {"alembic_version"}
 
     migrate.downgrade(db)
     assert migrate.status(db) == {"current": STATS, "head": HEAD, "pending": [HISTORY, *LATER]}
@@ -264,8 +277,8 @@ def test_check_reports_a_database_behind_head(db: Settings) -> None:
     differences = migrate.check(db)
 
     assert (
-        f"pending: {SAMPLE}, {MARKS}, {STATS}, {HISTORY}, {BLOCKS}, {CHANGES}, {PRESENCE}"
-        in (differences[0])
+        f"pending: {SAMPLE}, {MARKS}, {STATS}, {HISTORY}, {BLOCKS}, {CHANGES}, {PRESENCE}, "
+        f"{SESSIONS}" in (differences[0])
     )
     # The tables of the pending revisions are missing, and named; the one
     # they retire is still there, and named too.
@@ -275,6 +288,7 @@ def test_check_reports_a_database_behind_head(db: Settings) -> None:
         "add_index Index ix_conversation_members_conversation_id"
         " on conversation_members(conversation_id) [models only]",
         "add_index Index ix_messages_ts on messages(ts) [models only]",
+        "add_index Index ix_sessions_user_id on sessions(user_id) [models only]",
         "add_table Table active_users_daily [models only]",
         "add_table Table blocks [models only]",
         "add_table Table conversation_members [models only]",
@@ -283,6 +297,7 @@ def test_check_reports_a_database_behind_head(db: Settings) -> None:
         "add_table Table message_changes [models only]",
         "add_table Table message_reactions [models only]",
         "add_table Table messages [models only]",
+        "add_table Table sessions [models only]",
         "remove_index Index ix_offline_messages_conversation_id"
         " on offline_messages(conversation_id) [database only]",
         "remove_index Index ix_offline_messages_timestamp"

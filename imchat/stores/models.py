@@ -61,6 +61,26 @@ class User(Base):
     )
 
 
+class AuthSession(Base):
+    """One login: its refresh token (only a hash of it) and whether it ended.
+
+    Access tokens name their session (``sid``): a token of an ended session
+    is refused everywhere, and the session's sockets are closed.
+    """
+
+    __tablename__ = "sessions"
+    __table_args__ = (Index("ix_sessions_user_id", "user_id"),)
+
+    session_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ID, ForeignKey("users.user_id", ondelete="CASCADE"))
+    # sha256 of the one refresh token that works now; each refresh replaces it.
+    refresh_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    refreshed_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
 class Group(Base):
     __tablename__ = "groups"
 

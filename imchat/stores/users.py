@@ -108,6 +108,14 @@ def update_profile(
     return _record(user)
 
 
+def set_password_hash(session: Session, user_id: str, password_hash: str, now: datetime) -> None:
+    session.execute(
+        update(User)
+        .where(User.user_id == user_id)
+        .values(password_hash=password_hash, updated_at=now)
+    )
+
+
 def set_last_seen(session: Session, user_id: str, last_seen_ms: int) -> None:
     """When the user was last online; their profile's ``updated_at`` stays as it was."""
     session.execute(

@@ -39,6 +39,11 @@ class Outbox:
         for gateway_id, local_users in self._route(users).items():
             self.batches[gateway_id].events.append(FramePush(frame, local_users, exclude_conn))
 
+    def end_sessions(self, user_id: str, session_ids: Sequence[str]) -> None:
+        """Close the user's connections of these sessions, wherever they are."""
+        for gateway_id in self._route([user_id]):
+            self.batches[gateway_id].ends.extend(session_ids)
+
     def _route(self, users: Sequence[str]) -> dict[str, list[str]]:
         """The users of each gateway that holds a connection of one of them."""
         by_gateway: defaultdict[str, list[str]] = defaultdict(list)

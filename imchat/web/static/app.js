@@ -15,7 +15,7 @@
 // localStorage holds a copy per user so that a reload paints at once. The
 // WebSocket protocol is docs/protocol.md.
 
-import { api, currentSession, endSession, onSessionExpired, sessionResumable } from "./js/api.js";
+import { api, currentSession, endSession, logout, onSessionExpired, sessionResumable } from "./js/api.js";
 import { connect, connection, disconnect, onNotice } from "./js/chat.js";
 import { $, toast } from "./js/dom.js";
 import * as state from "./js/state.js";
@@ -40,7 +40,7 @@ async function startChat() {
   if (!me || !currentSession()) return;
   state.rememberProfile(me);
   renderMe(me);
-  connect(currentSession().token, renderConnection);
+  connect(renderConnection);
   render();
   refreshConversations(); // again after each reconnect's sync: what happened meanwhile
 
@@ -56,7 +56,11 @@ function signOut(reason) {
 }
 
 function wireChrome() {
-  $("#logout").addEventListener("click", () => signOut(""));
+  $("#logout").addEventListener("click", () => {
+    const token = currentSession()?.token;
+    signOut("");
+    if (token) logout(token); // the server ends the session, its other tabs' sockets too
+  });
   $("#conn-retry").addEventListener("click", () => connection()?.retryNow());
   $("#back").addEventListener("click", closeConversation);
   $("#conv-filter").addEventListener("input", () => render());

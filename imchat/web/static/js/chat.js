@@ -2,7 +2,7 @@
 // each server frame does to the state, and the user's actions (send, retry,
 // start a chat, groups). Views call these and repaint on state.changed().
 
-import { ApiError, api, currentSession } from "./api.js";
+import { ApiError, api, currentSession, sessionEnded } from "./api.js";
 import { receiveReceipt, refreshConversations } from "./inbox.js";
 import { fetchGroupTitle, lookupUser, profileArrived } from "./profiles.js";
 import { ChatSocket, sendFrame } from "./socket.js";
@@ -28,11 +28,11 @@ export function onNotice(handler) {
 
 // ----------------------------------------------------------------- socket
 /** Open the session's socket; `onStatus(socket)` on each change of its status. */
-export function connect(token, onStatus) {
+export function connect(onStatus) {
   socket = new ChatSocket({
-    token,
     onFrame,
     onStatus,
+    onEnded: sessionEnded,
     unsent: () => Array.from(state.unacked(), ({ conv, message }) => sendFrame(conv, message)),
   });
   socket.open();
