@@ -52,9 +52,11 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     from imchat.services.delivery.consumer import DeliveryConsumer
 
     logs.configure(settings)
-    consumer = DeliveryConsumer(Services(settings))
+    services = Services(settings)
+    consumer = DeliveryConsumer(services)
     with contextlib.suppress(KeyboardInterrupt):
         consumer.run()
+    services.stop_serving()  # hands the queued Web Push notifications over
     return 0
 
 
