@@ -130,7 +130,6 @@ class PushService:
         received = Received(endpoint, time.monotonic(), dict(request.headers.items()))
         with self.lock:
             browser = self.browsers.get(endpoint)
-            self.received.append(received)
         if browser is None:
             received.problem = "unknown endpoint"
             received.answered = 404
@@ -140,6 +139,9 @@ class PushService:
                 received.payload = self._decrypt(browser, received.headers, body)
             except Exception as exc:  # recorded: the test fails on it
                 received.problem = f"{type(exc).__name__}: {exc}"
+        with self.lock:  # checked and decrypted: now the test may see it
+            self.received.append(received)
+        if browser is not None:
             if browser.behaviour == "slow":
                 time.sleep(SLOW_SECONDS)
             received.answered = STATUS[browser.behaviour]
