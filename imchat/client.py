@@ -199,6 +199,31 @@ class ApiClient:
             if not page["has_more"]:
                 return messages
 
+    # ------------------------------------------------------------ Web Push
+    def vapid_public_key(self, token: str) -> str:
+        """The key browsers subscribe with (``applicationServerKey``), base64url."""
+        key: str = self.call("GET", "/api/v1/push/vapid-public-key", token=token)["key"]
+        return key
+
+    def subscribe_push(self, token: str, subscription: Frame) -> None:
+        """Register a ``PushSubscription`` JSON (``{endpoint, keys: {p256dh, auth}}``)."""
+        self.call("POST", "/api/v1/users/me/push-subscriptions", subscription, token)
+
+    def unsubscribe_push(self, token: str, endpoint: str) -> None:
+        self.call("DELETE", "/api/v1/users/me/push-subscriptions", {"endpoint": endpoint}, token)
+
+    def push_switch(self, token: str, conversation_id: str) -> Frame:
+        """``{conversation_id, push, setting}``: whether the caller is notified."""
+        path = f"/api/v1/conversations/{quote(conversation_id, safe='')}/push"
+        found: Frame = self.call("GET", path, token=token)
+        return found
+
+    def set_push_switch(self, token: str, conversation_id: str, push: bool | None) -> Frame:
+        """Turn Web Push of the conversation on, off, or back to the default rule (None)."""
+        path = f"/api/v1/conversations/{quote(conversation_id, safe='')}/push"
+        found: Frame = self.call("PUT", path, {"push": push}, token)
+        return found
+
     def connect(self, token: TokenSource, timeout: float = 10.0) -> ChatConnection:
         return ChatConnection(self.base_url, token, timeout)
 

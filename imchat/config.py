@@ -99,6 +99,22 @@ class Settings:
     # closed, so that a page reload sends neither offline nor online.
     presence_grace_seconds: int = 10
 
+    # Web Push (RFC 8030, RFC 8291 payloads, VAPID). The keys: the private
+    # key as 32 bytes base64url, the public one as the uncompressed P-256
+    # point base64url (derived from the private key when empty). Generated
+    # once into data_dir in the embedded default; required otherwise.
+    vapid_private_key: str = ""
+    vapid_public_key: str = ""
+    vapid_subject: str = "mailto:push@imchat.invalid"
+    # One push service request's timeout, and how long a push service keeps
+    # a notification for a browser that is offline (the TTL header).
+    push_timeout_seconds: int = 10
+    push_ttl_seconds: int = DAY
+    # Groups larger than this push nothing unless a member turned push on.
+    push_group_mute_above: int = 100
+    # Comma-separated URL schemes a subscription's endpoint may have.
+    push_endpoint_schemes: str = "https"
+
     gateway_id: str = ""
     max_frame_bytes: int = 64 * 1024
     # Per connection: frames per second (token bucket) and the burst allowed.
@@ -135,6 +151,12 @@ class Settings:
     @property
     def etcd_endpoint_list(self) -> list[str]:
         return [e.strip() for e in self.etcd_endpoints.split(",") if e.strip()]
+
+    @property
+    def push_endpoint_scheme_set(self) -> frozenset[str]:
+        return frozenset(
+            s.strip().lower() for s in self.push_endpoint_schemes.split(",") if s.strip()
+        )
 
     @property
     def effective_log_format(self) -> str:

@@ -594,6 +594,9 @@ def test_app_env_points_at_the_infra_services() -> None:
         assert app_env.get("IMCHAT_SECRET_KEY", "").startswith("${IMCHAT_SECRET_KEY:?"), (
             f"{label}: IMCHAT_SECRET_KEY must be required from the environment"
         )
+        assert app_env.get("IMCHAT_VAPID_PRIVATE_KEY", "").startswith(
+            "${IMCHAT_VAPID_PRIVATE_KEY:?"
+        ), f"{label}: IMCHAT_VAPID_PRIVATE_KEY must be required from the environment"
         hosts = {
             urlsplit(u).hostname
             for u in (settings.database_url, settings.redis_url, settings.celery_broker_url)

@@ -31,10 +31,11 @@ HISTORY = "0005_history"
 BLOCKS = "0006_blocks"
 CHANGES = "0007_message_changes"
 PRESENCE = "0008_presence"
-SESSIONS = "0009_sessions"
+PUSH = "0009_push_subscriptions"
+SESSIONS = "0010_sessions"
 HEAD = SESSIONS
-REVISIONS = [INITIAL, SAMPLE, MARKS, STATS, HISTORY, BLOCKS, CHANGES, PRESENCE, SESSIONS]
-LATER = [BLOCKS, CHANGES, PRESENCE, SESSIONS]
+REVISIONS = [INITIAL, SAMPLE, MARKS, STATS, HISTORY, BLOCKS, CHANGES, PRESENCE, PUSH, SESSIONS]
+LATER = [BLOCKS, CHANGES, PRESENCE, PUSH, SESSIONS]
 INITIAL_TABLES = {"users", "groups", "group_members", "offline_messages", "sequence_snapshots"}
 MARKS_TABLES = INITIAL_TABLES | {"delivery_marks"}
 STATS_TABLES = MARKS_TABLES | {"daily_stats", "active_users_daily"}
@@ -46,6 +47,7 @@ TABLES = (STATS_TABLES - {"offline_messages", "delivery_marks"}) | {
     "blocks",
     "message_changes",
     "message_reactions",
+    "push_subscriptions",
     "sessions",
 }
 REPO = Path(__file__).resolve().parent.parent
@@ -137,37 +139,53 @@ def test_upgrade_check_downgrade_to_base_and_upgrade_again(db: Settings) -> None
 def test_downgrade_one_step_at_a_time(db: Settings) -> None:
     migrate.upgrade(db)
 
+    assert "push" in column_names(db, "conversation_members")
+
     migrate.downgrade(db)
-    assert migrate.status(db) == {"current": PRESENCE, "head": HEAD, "pending": [SESSIONS]}
+    assert migrate.status(db) == {"current": PUSH, "head": HEAD, "pending": [SESSIONS]}
     assert table_names(db) == TABLES - {"sessions"} | {"alembic_version"}
+
+    migrate.downgrade(db)
+    assert migrate.status(db) == {"current": PRESENCE, "head": HEAD, "pending": [PUSH, SESSIONS]}
+    assert table_names(db) == TABLES - {"push_subscriptions", "sessions"} | {"alembic_version"}
+    assert "push" not in column_names(db, "conversation_members")
+    assert "last_seen_ms" in column_names(db, "users")
 
     migrate.downgrade(db)
     assert migrate.status(db) == {
         "current": CHANGES,
         "head": HEAD,
-        "pending": [PRESENCE, SESSIONS],
+        "pending": [PRESENCE, PUSH, SESSIONS],
     }
-    assert table_names(db) == TABLES - {"sessions"} | {"alembic_version"}
+    assert table_names(db) == TABLES - {"push_subscriptions", "sessions"} | {"alembic_version"}
     assert "last_seen_ms" not in column_names(db, "users")
 
     migrate.downgrade(db)
     assert migrate.status(db) == {
         "current": BLOCKS,
         "head": HEAD,
-        "pending": [CHANGES, PRESENCE, SESSIONS],
+        "pending": [CHANGES, PRESENCE, PUSH, SESSIONS],
     }
-    assert table_names(db) == TABLES - {"message_changes", "message_reactions", "sessions"} | {
-        "alembic_version"
-    }
+    assert table_names(db) == TABLES - {
+        "message_changes",
+        "message_reactions",
+        "push_subscriptions",
+        "sessions",
+    } | {"alembic_version"}
 
     migrate.downgrade(db)
     assert migrate.status(db) == {
         "current": HISTORY,
         "head": HEAD,
-        "pending": [BLOCKS, CHANGES, PRESENCE, SESSIONS],
+        "pending": [BLOCKS, CHANGES, PRESENCE, PUSH, SESSIONS],
     }
-    dropped = {"message_changes", "message_reactions", "blocks", "sessions"}
-    assert table_names(db) == TABLES - dropped | {"alembic_version"}
+    assert table_names(db) == TABLES - {
+        "message_changes",
+        "message_reactions",
+        "blocks",
+        "push_subscriptions",
+        "sessions",
+    } | {"alembic_version"}
 
     migrate.downgrade(db)
     assert migrate.status(db) == {"current": STATS, "head": HEAD, "pending": [HISTORY, *LATER]}
@@ -277,7 +295,7 @@ def test_check_reports_a_database_behind_head(db: Settings) -> None:
     differences = migrate.check(db)
 
     assert (
-        f"pending: {SAMPLE}, {MARKS}, {STATS}, {HISTORY}, {BLOCKS}, {CHANGES}, {PRESENCE}, "
+        f"pending: {SAMPLE}, {MARKS}, {STATS}, {HISTORY}, {BLOCKS}, {CHANGES}, {PRESENCE}, {PUSH}, "
         f"{SESSIONS}" in (differences[0])
     )
     # The tables of the pending revisions are missing, and named; the one
@@ -288,6 +306,8 @@ def test_check_reports_a_database_behind_head(db: Settings) -> None:
         "add_index Index ix_conversation_members_conversation_id"
         " on conversation_members(conversation_id) [models only]",
         "add_index Index ix_messages_ts on messages(ts) [models only]",
+        "add_index Index ix_push_subscriptions_user_id"
+        " on push_subscriptions(user_id) [models only]",
         "add_index Index ix_sessions_user_id on sessions(user_id) [models only]",
         "add_table Table active_users_daily [models only]",
         "add_table Table blocks [models only]",
@@ -297,6 +317,7 @@ def test_check_reports_a_database_behind_head(db: Settings) -> None:
         "add_table Table message_changes [models only]",
         "add_table Table message_reactions [models only]",
         "add_table Table messages [models only]",
+        "add_table Table push_subscriptions [models only]",
         "add_table Table sessions [models only]",
         "remove_index Index ix_offline_messages_conversation_id"
         " on offline_messages(conversation_id) [database only]",

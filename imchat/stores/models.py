@@ -178,6 +178,9 @@ class ConversationMember(Base):
     read_seq: Mapped[int] = mapped_column(BigInteger, server_default="0")
     # When the user joined (ms): a group's activity before its first message.
     joined_ts: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # Web Push for this conversation: on, off, or None for the default rule
+    # (on for direct ones, on for groups up to IMCHAT_PUSH_GROUP_MUTE_ABOVE members).
+    push: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class Block(Base):
@@ -189,6 +192,23 @@ class Block(Base):
 
     user_id: Mapped[str] = mapped_column(ID, primary_key=True)
     blocked_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
+
+
+class PushSubscription(Base):
+    """A browser's Web Push subscription (its PushSubscription JSON), keyed by
+    the sha256 of its endpoint: an endpoint is one browser profile's, and is
+    too long for a MySQL key. Removed when the push service answers 404 or 410."""
+
+    __tablename__ = "push_subscriptions"
+    __table_args__ = (Index("ix_push_subscriptions_user_id", "user_id"),)
+
+    endpoint_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ID)
+    endpoint: Mapped[str] = mapped_column(Text)
+    # The browser's P-256 public key and auth secret, base64url (RFC 8291).
+    p256dh: Mapped[str] = mapped_column(String(128))
+    auth: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
 
 

@@ -123,3 +123,14 @@ def set_last_seen(session: Session, user_id: str, last_seen_ms: int) -> None:
         .where(User.user_id == user_id)
         .values(last_seen_ms=last_seen_ms, updated_at=User.updated_at)
     )
+
+
+def names(session: Session, user_ids: Iterable[str]) -> dict[str, str]:
+    """Each user's display name, or username when they have none."""
+    ids = sorted(set(user_ids))
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(User.user_id, User.display_name, User.username).where(User.user_id.in_(ids))
+    )
+    return {user_id: display or username for user_id, display, username in rows}

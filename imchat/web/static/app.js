@@ -9,6 +9,7 @@
 //   js/chat.js     server frames into the state, the user's actions
 //   js/inbox.js    the conversation list, unread counts, receipts, from the server
 //   js/history.js  a conversation's history pages from the server
+//   js/push.js     Web Push: the service worker, the subscription, notification clicks
 //   js/views/      the screens and dialogs; render.js repaints on changes
 //
 // The server keeps the conversations and their history (docs/api.md);
@@ -22,7 +23,8 @@ import * as state from "./js/state.js";
 import { showAuth, wireAuth } from "./js/views/auth.js";
 import { wireComposer } from "./js/views/composer.js";
 import { refreshConversations } from "./js/inbox.js";
-import { closeConversation, wireConversation } from "./js/views/conversation.js";
+import { onOpenConversation, startPush, stopPush, takeLinkedConversation, wirePush } from "./js/push.js";
+import { closeConversation, openConversation, wireConversation } from "./js/views/conversation.js";
 import { wireDialogs } from "./js/views/dialogs.js";
 import { renderConnection, renderMe } from "./js/views/header.js";
 import { render } from "./js/views/render.js";
@@ -42,8 +44,22 @@ async function startChat() {
   renderMe(me);
   connect(renderConnection);
   render();
-  refreshConversations(); // again after each reconnect's sync: what happened meanwhile
+  // Again after each reconnect's sync: what happened meanwhile. Then the
+  // conversation a notification's link names, now that it is known.
+  refreshConversations().then(openLinkedConversation);
+  startPush();
+}
 
+/** Open the conversation a notification asked for (fetching the list when it is new here). */
+async function openNotified(id) {
+  if (!state.isLoaded()) return;
+  if (!state.conversation(id)) await refreshConversations();
+  if (state.conversation(id)) openConversation(id);
+}
+
+function openLinkedConversation() {
+  const id = takeLinkedConversation();
+  if (id) openNotified(id);
 }
 
 function signOut(reason) {
@@ -56,11 +72,17 @@ function signOut(reason) {
 }
 
 function wireChrome() {
+  // The push subscription goes first, while the token still works; then the
+  // server ends the session (its other tabs' sockets too).
   $("#logout").addEventListener("click", () => {
     const token = currentSession()?.token;
-    signOut("");
-    if (token) logout(token); // the server ends the session, its other tabs' sockets too
+    stopPush().finally(() => {
+      signOut("");
+      if (token) logout(token);
+    });
   });
+  window.addEventListener("hashchange", openLinkedConversation);
+  onOpenConversation(openNotified);
   $("#conn-retry").addEventListener("click", () => connection()?.retryNow());
   $("#back").addEventListener("click", closeConversation);
   $("#conv-filter").addEventListener("input", () => render());
@@ -92,6 +114,7 @@ function boot() {
   wireDialogs();
   wireComposer();
   wireConversation();
+  wirePush();
   if (sessionResumable()) {
     startChat();
   } else {

@@ -1,7 +1,7 @@
 """sessions: one row per login, its rotating refresh token (hashed), its end.
 
-Revision ID: 0009_sessions
-Revises: 0008_presence
+Revision ID: 0010_sessions
+Revises: 0009_push_subscriptions
 Create Date: 2026-12-04
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009_sessions"
-down_revision: str | Sequence[str] | None = "0008_presence"
+revision: str = "0010_sessions"
+down_revision: str | Sequence[str] | None = "0009_push_subscriptions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
