@@ -8,23 +8,28 @@
 //   js/profiles.js names of users and groups, fetched once
 //   js/chat.js     server frames into the state, the user's actions
 //   js/inbox.js    the conversation list, unread counts, receipts, from the server
-//   js/history.js  a conversation's history pages from the server
+//   js/history.js  a conversation's history pages from the server, quoted messages
+//   js/changes.js  edits, deletes and reactions: frames out, `update` frames in
+//   js/typing.js, js/presence.js, js/blocks.js  who types, who is online, whom the user blocks
 //   js/views/      the screens and dialogs; render.js repaints on changes
 //
 // The server keeps the conversations and their history (docs/api.md);
 // localStorage holds a copy per user so that a reload paints at once. The
 // WebSocket protocol is docs/protocol.md.
 
+import { forgetBlocks } from "./js/blocks.js";
 import { api, currentSession, endSession, onSessionExpired, sessionResumable } from "./js/api.js";
 import { connect, connection, disconnect, onNotice } from "./js/chat.js";
 import { $, toast } from "./js/dom.js";
 import * as state from "./js/state.js";
 import { showAuth, wireAuth } from "./js/views/auth.js";
 import { wireComposer } from "./js/views/composer.js";
+import { wireConfirm } from "./js/views/confirm.js";
 import { refreshConversations } from "./js/inbox.js";
 import { closeConversation, wireConversation } from "./js/views/conversation.js";
 import { wireDialogs } from "./js/views/dialogs.js";
 import { renderConnection, renderMe } from "./js/views/header.js";
+import { wireMenu } from "./js/views/menu.js";
 import { render } from "./js/views/render.js";
 
 /** Show the chat of the session just started or resumed, and connect. */
@@ -51,6 +56,7 @@ function signOut(reason) {
   state.save(); // before the session goes: it names where the state is kept
   endSession();
   state.unload();
+  forgetBlocks();
   document.title = "imchat";
   showAuth(reason);
 }
@@ -88,6 +94,8 @@ function boot() {
   wireDialogs();
   wireComposer();
   wireConversation();
+  wireMenu();
+  wireConfirm();
   if (sessionResumable()) {
     startChat();
   } else {
