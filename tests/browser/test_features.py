@@ -102,9 +102,15 @@ def test_edit_shows_on_both_sides_with_edited_and_errors_are_shown(
     expect(action(bob, "lunch at 12?", "Edit")).to_have_count(0)
     expect(action(bob, "lunch at 12?", "Delete")).to_have_count(0)
 
+    box = alice.page.locator("#composer-input")
     action(alice, "lunch at 12?", "Edit").click()
     expect(alice.page.get_by_test_id("edit-bar")).to_contain_text("lunch at 12?")
-    expect(alice.page.locator("#composer-input")).to_have_value("lunch at 12?")
+    expect(box).to_have_value("lunch at 12?")
+    box.press("Escape")  # cancelled: the box lets go of the text
+    expect(alice.page.get_by_test_id("edit-bar")).to_be_hidden()
+    expect(box).to_have_value("")
+    action(alice, "lunch at 12?", "Edit").click()
+    expect(box).to_have_value("lunch at 12?")
     alice.send("lunch at 1?")
     expect(alice.page.get_by_test_id("edit-bar")).to_be_hidden()
     for chat in (alice, bob):
@@ -180,8 +186,14 @@ def test_a_group_owner_deletes_a_members_message(chat_page: MakeChat) -> None:
 
 def test_reaction_counts_appear_and_go_on_toggle(chat_page: MakeChat) -> None:
     alice, bob = direct_pair(chat_page, "shipped v2")
+    picker = bob.page.get_by_test_id("reaction-picker")
     action(bob, "shipped v2", "React").click()
-    bob.page.get_by_test_id("reaction-picker").get_by_role("button", name="React with 👍").click()
+    expect(picker).to_be_visible()
+    bob.page.get_by_test_id("conversation-title").click()  # elsewhere: it closes
+    expect(picker).to_have_count(0)
+    action(bob, "shipped v2", "React").click()
+    picker.get_by_role("button", name="React with 👍").click()
+    expect(picker).to_have_count(0)
     for chat in (alice, bob):
         expect(reaction(chat, "shipped v2", "👍").locator(".count")).to_have_text("1")
     expect(reaction(bob, "shipped v2", "👍")).to_have_attribute("aria-pressed", "true")

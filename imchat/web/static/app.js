@@ -24,6 +24,7 @@ import { $, toast } from "./js/dom.js";
 import * as state from "./js/state.js";
 import { showAuth, wireAuth } from "./js/views/auth.js";
 import { wireComposer } from "./js/views/composer.js";
+import { wireActions } from "./js/views/actions.js";
 import { wireConfirm } from "./js/views/confirm.js";
 import { refreshConversations } from "./js/inbox.js";
 import { closeConversation, wireConversation } from "./js/views/conversation.js";
@@ -96,6 +97,7 @@ function boot() {
   wireConversation();
   wireMenu();
   wireConfirm();
+  wireActions();
   if (sessionResumable()) {
     startChat();
   } else {

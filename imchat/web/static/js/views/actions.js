@@ -13,6 +13,22 @@ import { confirmDelete } from "./confirm.js";
 
 let picker = null; // {convId, seq}: the message whose reaction picker is open
 
+/** A click elsewhere or Escape closes the reaction picker. */
+export function wireActions() {
+  const close = () => {
+    if (picker === null) return;
+    picker = null;
+    state.changed();
+  };
+  document.addEventListener("click", (event) => {
+    // Any message's buttons handle their own clicks (the one clicked may be repainted already).
+    if (!event.target.closest?.(".msg-actions")) close();
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") close();
+  });
+}
+
 function pickerOpen(conv, message) {
   return picker !== null && picker.convId === conv.id && picker.seq === message.seq;
 }
@@ -80,7 +96,7 @@ export function reactionsNode(conv, message) {
           type: "button",
           class: `reaction${mine ? " mine" : ""}`,
           "aria-pressed": String(mine),
-          "aria-label": `${emoji} ${users.length}${mine ? ", yours: take it back" : ""}`,
+          "aria-label": `${emoji} ${users.length}: ${users.map(nameOf).join(", ")}`,
           title: users.map(nameOf).join(", "),
           disabled: conv.left,
           dataset: { testid: "reaction", emoji },

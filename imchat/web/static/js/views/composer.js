@@ -8,6 +8,7 @@ import * as state from "../state.js";
 
 let resize = () => {};
 let trailing = null; // the typing frame due at the end of the 2 s window, while the user types
+let editingShown = null; // the seq whose text the box holds for editing, or null
 
 export function wireComposer() {
   const input = $("#composer-input");
@@ -32,15 +33,17 @@ export function wireComposer() {
       event.preventDefault();
       $("#composer").requestSubmit();
     } else if (event.key === "Escape" && (state.editing() !== null || state.replyTo() !== null)) {
-      cancel();
+      state.setEditing(null);
+      state.setReplyTo(null);
     }
   });
   $("#reply-cancel").addEventListener("click", () => state.setReplyTo(null));
-  $("#edit-cancel").addEventListener("click", cancel);
+  $("#edit-cancel").addEventListener("click", () => state.setEditing(null));
   $("#composer").addEventListener("submit", (event) => {
     event.preventDefault();
     const editing = state.editing();
     if (editing !== null ? editMessage(editing, input.value) : sendMessage(input.value)) {
+      editingShown = null;
       input.value = "";
       resize();
       state.changed({ scroll: editing !== null ? undefined : "bottom" });
@@ -64,19 +67,22 @@ function typed() {
   }
 }
 
-/** Leave editing (the box empties) or replying. */
-function cancel() {
-  if (state.editing() !== null) {
-    $("#composer-input").value = "";
-    resize();
-  }
-  state.setEditing(null);
-  state.setReplyTo(null);
+/**
+ * Editing ended without a save (cancelled, another conversation opened, the
+ * message deleted meanwhile): the box lets go of the old text. Called on
+ * every repaint of the conversation.
+ */
+export function syncComposer() {
+  if (editingShown === null || state.editing() === editingShown) return;
+  editingShown = null;
+  $("#composer-input").value = "";
+  resize();
 }
 
 /** Edit `message` (the user's own) in the box: Enter saves, Escape cancels. */
 export function editInComposer(message) {
   const input = $("#composer-input");
+  editingShown = message.seq;
   state.setEditing(message.seq);
   input.value = message.body ?? "";
   resize();

@@ -11,6 +11,7 @@ import { conversationTitle, nameOf, profileOf } from "../profiles.js";
 import { presenceOf } from "../presence.js";
 import * as state from "../state.js";
 import { typingIn } from "../typing.js";
+import { syncComposer } from "./composer.js";
 import { renderMenu } from "./menu.js";
 import { DELETED_TEXT, failedNode, messageNode } from "./message.js";
 
@@ -49,7 +50,10 @@ export function renderConversation(scroll) {
   const conv = state.activeConversation();
   $("#pane-empty").hidden = Boolean(conv);
   $("#conversation").hidden = !conv;
-  if (!conv) return false;
+  if (!conv) {
+    syncComposer();
+    return false;
+  }
   markRead(conv);
   renderHeader(conv);
   $("#composer").hidden = conv.left;
@@ -59,6 +63,7 @@ export function renderConversation(scroll) {
   renderMessages(conv, scroll);
   renderTyping(conv);
   renderBars(conv);
+  syncComposer();
   return true;
 }
 
