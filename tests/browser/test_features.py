@@ -254,6 +254,12 @@ def test_block_from_the_menu_refuses_the_peers_send_and_unblock_restores(
     alice.page.get_by_role("menuitem", name="Block Bob").click()
     expect(alice.page.get_by_test_id("block-note")).to_contain_text("You blocked Bob")
     expect(alice.conversation("Bob").get_by_test_id("presence")).to_have_count(0)
+    # Groups are shared spaces: no note there, and no menu.
+    alice.create_group("Still friends", bob.name)
+    expect(alice.page.get_by_test_id("block-note")).to_be_hidden()
+    expect(alice.page.get_by_role("button", name="Conversation menu")).to_be_hidden()
+    alice.open_conversation("Bob")
+    expect(alice.page.get_by_test_id("block-note")).to_be_visible()
 
     bob.send("why no answer?")
     refused = bob.message("why no answer?")

@@ -48,6 +48,7 @@ export function renderMenu(conv) {
   $("#conv-menu-box").hidden = !direct;
   if (!direct) {
     setMenuOpen(false);
+    $("#block-note").hidden = true;
     return;
   }
   const blocked = isBlocked(conv.peer);
