@@ -17,9 +17,8 @@
 // localStorage holds a copy per user so that a reload paints at once. The
 // WebSocket protocol is docs/protocol.md.
 
-import { forgetBlocks } from "./js/blocks.js";
 import { api, currentSession, endSession, onSessionExpired, sessionResumable } from "./js/api.js";
-import { connect, connection, disconnect, onNotice } from "./js/chat.js";
+import { connect, connection, disconnect, forgetSession, onNotice } from "./js/chat.js";
 import { $, toast } from "./js/dom.js";
 import * as state from "./js/state.js";
 import { showAuth, wireAuth } from "./js/views/auth.js";
@@ -57,7 +56,7 @@ function signOut(reason) {
   state.save(); // before the session goes: it names where the state is kept
   endSession();
   state.unload();
-  forgetBlocks();
+  forgetSession();
   document.title = "imchat";
   showAuth(reason);
 }

@@ -65,6 +65,11 @@ export function reactFrame(send, conv, message, emoji) {
   change(send, "react", conv, message.seq, { emoji, on: !reacted(message, emoji) });
 }
 
+/** Signing out: the next user's socket must not send this one's changes. */
+export function forgetChanges() {
+  pending.clear();
+}
+
 /** The changes still waiting for their ack (sent again on every connect). */
 export function unackedChanges() {
   return [...pending.values()];

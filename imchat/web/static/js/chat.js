@@ -4,10 +4,10 @@
 // and repaint on state.changed().
 
 import { ApiError, api, currentSession } from "./api.js";
-import { block, refreshBlocks, unblock } from "./blocks.js";
-import { changeAcked, changeRefused, deleteFrame, editFrame, reactFrame, receiveUpdate, unackedChanges } from "./changes.js";
+import { block, forgetBlocks, refreshBlocks, unblock } from "./blocks.js";
+import { changeAcked, changeRefused, deleteFrame, editFrame, forgetChanges, reactFrame, receiveUpdate, unackedChanges } from "./changes.js";
 import { receiveReceipt, refreshConversation, refreshConversations } from "./inbox.js";
-import { presenceOf, receivePresence } from "./presence.js";
+import { forgetPresence, presenceOf, receivePresence } from "./presence.js";
 import { fetchGroupTitle, lookupUser, profileArrived } from "./profiles.js";
 import { ChatSocket, sendFrame } from "./socket.js";
 import * as state from "./state.js";
@@ -49,6 +49,14 @@ export function connect(token, onStatus) {
 export function disconnect() {
   socket?.close();
   socket = null;
+}
+
+/** Signing out: what this page knew of the user beyond the state (kept per user) goes. */
+export function forgetSession() {
+  forgetChanges();
+  forgetPresence();
+  forgetBlocks();
+  presenceAsked.clear();
 }
 
 /** The current socket, or null when signed out. */
@@ -215,7 +223,7 @@ export function sendMessage(text) {
 }
 
 /**
- * The user is typing in the open conversation: say so, at most every 2 s.
+ * The user is typing in the open conversation: say so, at most every 2.2 s.
  * Returns 0 when the frame went (or none is wanted), else the ms until one may.
  */
 export function userTyping() {

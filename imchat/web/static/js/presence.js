@@ -24,7 +24,8 @@ export function presenceOf(userId) {
   return presence.get(userId) ?? null;
 }
 
-/** Forget `userId`'s presence (a block: none comes any more). */
-export function forgetPresence(userId) {
-  presence.delete(userId);
+/** Forget `userId`'s presence (a block: none comes any more), or everyone's (signing out). */
+export function forgetPresence(userId = null) {
+  if (userId === null) presence.clear();
+  else presence.delete(userId);
 }
