@@ -1,7 +1,7 @@
 """The web client's chat features (issue 13), two people in two browser
 contexts: typing, presence, edit, delete (own and a group owner's), reactions,
-replies quoting a message that is not loaded, and block/unblock from the
-conversation's menu. The session's server has a presence grace of 1 s
+replies quoting a message that is not loaded, block/unblock from the
+conversation's menu, and all of them under a strict Content-Security-Policy. The session's server has a presence grace of 1 s
 (conftest). With IMCHAT_UPDATE_DOCS_SCREENSHOT=1 the last test also replaces
 docs/screenshot-features.png.
 """
@@ -11,14 +11,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Locator, expect
+from playwright.sync_api import Browser, Locator, Route, expect
 
 from imchat.client import ApiClient
 from tests.support.clients import PASSWORD
 
-from .conftest import ROOT, ChatPage, MakeChat, username
+from .conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, VIEWPORT, ChatPage, MakeChat, username
 
 pytestmark = pytest.mark.browser
 
@@ -307,3 +308,88 @@ def test_screenshot_of_a_conversation_with_the_features(chat_page: MakeChat) -> 
     shot = alice.screenshot("features-alice")
     if os.environ.get("IMCHAT_UPDATE_DOCS_SCREENSHOT") == "1":
         shutil.copyfile(shot, ROOT / "docs" / "screenshot-features.png")
+
+
+def strict_csp(chat: ChatPage) -> None:
+    """Serve ``chat``'s page with a strict Content-Security-Policy (no inline
+    script or style, style attributes included) and reload; the page keeps its
+    violations in ``window.cspViolations`` (see ``violations``)."""
+    origin = chat.base_url
+    policy = (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"connect-src 'self' {origin.replace('http', 'ws', 1)}; base-uri 'none'; form-action 'none'"
+    )
+
+    def with_policy(route: Route) -> None:
+        response = route.fetch()
+        headers = {**response.headers, "content-security-policy": policy}
+        route.fulfill(response=response, headers=headers)
+
+    chat.page.route(f"{origin}/", with_policy)
+    chat.page.add_init_script(
+        "window.cspViolations = [];"
+        "document.addEventListener('securitypolicyviolation', (e) =>"
+        " window.cspViolations.push(`${e.violatedDirective} ${e.blockedURI} ${e.sample}`));"
+    )
+    chat.page.reload()
+    chat.expect_online()
+
+
+def violations(chat: ChatPage) -> list[str]:
+    found: list[str] = chat.page.evaluate("window.cspViolations")
+    return found
+
+
+@pytest.fixture
+def strict_chromium(browser: Browser) -> Iterator[Browser]:
+    """A second Chromium for pages whose document the test serves itself: a page
+    fulfilled by the test has no address space, and Chromium's local network
+    access checks would then refuse its socket to 127.0.0.1."""
+    strict = browser.browser_type.launch(
+        executable_path=CHROMIUM,
+        headless=True,
+        args=[*CHROMIUM_ARGS, "--disable-features=LocalNetworkAccessChecks"],
+    )
+    yield strict
+    strict.close()
+
+
+def test_the_features_run_under_a_strict_content_security_policy(
+    strict_chromium: Browser, server_url: str
+) -> None:
+    pages = []
+    for name in ("alice", "bob"):
+        context = strict_chromium.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
+        pages.append(ChatPage(context, server_url, username(name)).open())
+    alice, bob = pages
+    alice.register("Alice")
+    bob.register("Bob")
+    strict_csp(alice)
+    strict_csp(bob)
+    alice.create_group("Strict", bob.name)  # a group shows senders in their colours
+    alice.send("welcome")
+    alice.start_chat(bob.name)
+    expect(alice.page.get_by_test_id("conversation-title")).to_have_text("Bob")
+    alice.send("first")
+    bob.open_conversation("Alice")
+    bob.send("second")
+    action(alice, "second", "Reply").click()
+    alice.send("third")
+    action(bob, "third", "React").click()
+    bob.page.get_by_role("button", name="React with 🎉").click()
+    action(alice, "first", "Edit").click()
+    alice.send("first, edited")
+    bob.page.locator("#composer-input").press_sequentially("typing", delay=20)
+    expect(alice.page.get_by_test_id("typing")).to_have_text("Bob is typing…")
+    action(alice, "third", "Delete").click()
+    alice.page.get_by_role("button", name="Delete for everyone").click()
+    alice.page.get_by_role("button", name="Conversation menu").click()
+    expect(alice.page.get_by_role("menuitem", name="Block Bob")).to_be_visible()
+    for chat in (alice, bob):
+        expect(chat.message("first, edited").get_by_test_id("edited")).to_be_visible()
+        expect(chat.messages().last.get_by_test_id("deleted")).to_be_visible()
+        expect(chat.messages().last.get_by_test_id("reaction")).to_have_count(0)
+    bob.open_conversation("Strict")
+    expect(bob.page.locator(".sender", has_text="Alice")).to_be_visible()
+    assert violations(alice) == violations(bob) == []
+    assert not alice.console_errors and not bob.console_errors
