@@ -8,7 +8,9 @@
 //   js/profiles.js names of users and groups, fetched once
 //   js/chat.js     server frames into the state, the user's actions
 //   js/inbox.js    the conversation list, unread counts, receipts, from the server
-//   js/history.js  a conversation's history pages from the server
+//   js/history.js  a conversation's history pages from the server, quoted messages
+//   js/changes.js  edits, deletes and reactions: frames out, `update` frames in
+//   js/typing.js, js/presence.js, js/blocks.js  who types, who is online, whom the user blocks
 //   js/push.js     Web Push: the service worker, the subscription, notification clicks
 //   js/views/      the screens and dialogs; render.js repaints on changes
 //
@@ -17,16 +19,19 @@
 // WebSocket protocol is docs/protocol.md.
 
 import { api, currentSession, endSession, logout, onSessionExpired, sessionResumable } from "./js/api.js";
-import { connect, connection, disconnect, onNotice } from "./js/chat.js";
+import { connect, connection, disconnect, forgetSession, onNotice } from "./js/chat.js";
 import { $, toast } from "./js/dom.js";
 import * as state from "./js/state.js";
 import { showAuth, wireAuth } from "./js/views/auth.js";
 import { wireComposer } from "./js/views/composer.js";
+import { wireActions } from "./js/views/actions.js";
+import { wireConfirm } from "./js/views/confirm.js";
 import { refreshConversations } from "./js/inbox.js";
 import { onOpenConversation, startPush, stopPush, takeLinkedConversation, wirePush } from "./js/push.js";
 import { closeConversation, openConversation, wireConversation } from "./js/views/conversation.js";
 import { wireDialogs } from "./js/views/dialogs.js";
 import { renderConnection, renderMe } from "./js/views/header.js";
+import { wireMenu } from "./js/views/menu.js";
 import { render } from "./js/views/render.js";
 
 /** Show the chat of the session just started or resumed, and connect. */
@@ -67,6 +72,7 @@ function signOut(reason) {
   state.save(); // before the session goes: it names where the state is kept
   endSession();
   state.unload();
+  forgetSession();
   document.title = "imchat";
   showAuth(reason);
 }
@@ -115,6 +121,9 @@ function boot() {
   wireComposer();
   wireConversation();
   wirePush();
+  wireMenu();
+  wireConfirm();
+  wireActions();
   if (sessionResumable()) {
     startChat();
   } else {

@@ -106,7 +106,7 @@ export function onSessionExpired(handler) {
 
 /** Call the HTTP API; resolves to the JSON body, rejects with an ApiError. */
 export async function api(method, path, body, token) {
-  token ??= await freshToken();
+  if (token === undefined) token = await freshToken(); // null: send none (a login)
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = `Bearer ${token}`;
