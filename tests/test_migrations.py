@@ -33,9 +33,13 @@ CHANGES = "0007_message_changes"
 PRESENCE = "0008_presence"
 PUSH = "0009_push_subscriptions"
 SESSIONS = "0010_sessions"
-HEAD = SESSIONS
-REVISIONS = [INITIAL, SAMPLE, MARKS, STATS, HISTORY, BLOCKS, CHANGES, PRESENCE, PUSH, SESSIONS]
-LATER = [BLOCKS, CHANGES, PRESENCE, PUSH, SESSIONS]
+OUTBOX = "0011_event_outbox"
+HEAD = OUTBOX
+REVISIONS = [
+    *[INITIAL, SAMPLE, MARKS, STATS, HISTORY, BLOCKS, CHANGES],
+    *[PRESENCE, PUSH, SESSIONS, OUTBOX],
+]
+LATER = [BLOCKS, CHANGES, PRESENCE, PUSH, SESSIONS, OUTBOX]
 INITIAL_TABLES = {"users", "groups", "group_members", "offline_messages", "sequence_snapshots"}
 MARKS_TABLES = INITIAL_TABLES | {"delivery_marks"}
 STATS_TABLES = MARKS_TABLES | {"daily_stats", "active_users_daily"}
@@ -49,7 +53,9 @@ TABLES = (STATS_TABLES - {"offline_messages", "delivery_marks"}) | {
     "message_reactions",
     "push_subscriptions",
     "sessions",
+    "event_outbox",
 }
+LATE_TABLES = {"push_subscriptions", "sessions", "event_outbox"}  # 0009 to 0011
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -142,12 +148,22 @@ def test_downgrade_one_step_at_a_time(db: Settings) -> None:
     assert "push" in column_names(db, "conversation_members")
 
     migrate.downgrade(db)
-    assert migrate.status(db) == {"current": PUSH, "head": HEAD, "pending": [SESSIONS]}
-    assert table_names(db) == TABLES - {"sessions"} | {"alembic_version"}
+    assert migrate.status(db) == {"current": SESSIONS, "head": HEAD, "pending": [OUTBOX]}
+    assert table_names(db) == TABLES - {"event_outbox"} | {"alembic_version"}
 
     migrate.downgrade(db)
-    assert migrate.status(db) == {"current": PRESENCE, "head": HEAD, "pending": [PUSH, SESSIONS]}
-    assert table_names(db) == TABLES - {"push_subscriptions", "sessions"} | {"alembic_version"}
+    assert migrate.status(db) == {"current": PUSH, "head": HEAD, "pending": [SESSIONS, OUTBOX]}
+    assert table_names(db) == TABLES - {"sessions", "event_outbox"} | {"alembic_version"}
+
+    migrate.downgrade(db)
+    assert migrate.status(db) == {
+        "current": PRESENCE,
+        "head": HEAD,
+        "pending": [PUSH, SESSIONS, OUTBOX],
+    }
+    assert table_names(db) == TABLES - {"push_subscriptions", "sessions", "event_outbox"} | {
+        "alembic_version"
+    }
     assert "push" not in column_names(db, "conversation_members")
     assert "last_seen_ms" in column_names(db, "users")
 
@@ -155,29 +171,32 @@ def test_downgrade_one_step_at_a_time(db: Settings) -> None:
     assert migrate.status(db) == {
         "current": CHANGES,
         "head": HEAD,
-        "pending": [PRESENCE, PUSH, SESSIONS],
+        "pending": [PRESENCE, PUSH, SESSIONS, OUTBOX],
     }
-    assert table_names(db) == TABLES - {"push_subscriptions", "sessions"} | {"alembic_version"}
+    assert table_names(db) == TABLES - {"push_subscriptions", "sessions", "event_outbox"} | {
+        "alembic_version"
+    }
     assert "last_seen_ms" not in column_names(db, "users")
 
     migrate.downgrade(db)
     assert migrate.status(db) == {
         "current": BLOCKS,
         "head": HEAD,
-        "pending": [CHANGES, PRESENCE, PUSH, SESSIONS],
+        "pending": [CHANGES, PRESENCE, PUSH, SESSIONS, OUTBOX],
     }
     assert table_names(db) == TABLES - {
         "message_changes",
         "message_reactions",
         "push_subscriptions",
         "sessions",
+        "event_outbox",
     } | {"alembic_version"}
 
     migrate.downgrade(db)
     assert migrate.status(db) == {
         "current": HISTORY,
         "head": HEAD,
-        "pending": [BLOCKS, CHANGES, PRESENCE, PUSH, SESSIONS],
+        "pending": [BLOCKS, CHANGES, PRESENCE, PUSH, SESSIONS, OUTBOX],
     }
     assert table_names(db) == TABLES - {
         "message_changes",
@@ -185,6 +204,7 @@ def test_downgrade_one_step_at_a_time(db: Settings) -> None:
         "blocks",
         "push_subscriptions",
         "sessions",
+        "event_outbox",
     } | {"alembic_version"}
 
     migrate.downgrade(db)
@@ -296,7 +316,7 @@ def test_check_reports_a_database_behind_head(db: Settings) -> None:
 
     assert (
         f"pending: {SAMPLE}, {MARKS}, {STATS}, {HISTORY}, {BLOCKS}, {CHANGES}, {PRESENCE}, {PUSH}, "
-        f"{SESSIONS}" in (differences[0])
+        f"{SESSIONS}, {OUTBOX}" in (differences[0])
     )
     # The tables of the pending revisions are missing, and named; the one
     # they retire is still there, and named too.
@@ -305,6 +325,7 @@ def test_check_reports_a_database_behind_head(db: Settings) -> None:
         "add_index Index ix_blocks_blocked_id on blocks(blocked_id) [models only]",
         "add_index Index ix_conversation_members_conversation_id"
         " on conversation_members(conversation_id) [models only]",
+        "add_index Index ix_event_outbox_created_ms on event_outbox(created_ms) [models only]",
         "add_index Index ix_messages_ts on messages(ts) [models only]",
         "add_index Index ix_push_subscriptions_user_id"
         " on push_subscriptions(user_id) [models only]",
@@ -314,6 +335,7 @@ def test_check_reports_a_database_behind_head(db: Settings) -> None:
         "add_table Table conversation_members [models only]",
         "add_table Table conversations [models only]",
         "add_table Table daily_stats [models only]",
+        "add_table Table event_outbox [models only]",
         "add_table Table message_changes [models only]",
         "add_table Table message_reactions [models only]",
         "add_table Table messages [models only]",

@@ -81,6 +81,23 @@ class AuthSession(Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
+class OutboxEvent(Base):
+    """A bus record written in the transaction of the change it announces
+    (the transactional outbox): published after the commit and then deleted,
+    so that a crash between the commit and the publish loses nothing."""
+
+    __tablename__ = "event_outbox"
+    __table_args__ = (Index("ix_event_outbox_created_ms", "created_ms"),)
+
+    event_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    topic: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(80))
+    value: Mapped[str] = mapped_column(Text)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
 class Group(Base):
     __tablename__ = "groups"
 

@@ -1,8 +1,9 @@
 """The web client's chat features (issue 13), two people in two browser
 contexts: typing, presence, edit, delete (own and a group owner's), reactions,
 replies quoting a message that is not loaded, block/unblock from the
-conversation's menu, and all of them under a strict Content-Security-Policy. The session's server has a presence grace of 1 s
-(conftest). With IMCHAT_UPDATE_DOCS_SCREENSHOT=1 the last test also replaces
+conversation's menu, and all of them under a strict Content-Security-Policy.
+The session's server has a presence grace of 1 s (conftest). With
+IMCHAT_UPDATE_DOCS_SCREENSHOT=1 the last test also replaces
 docs/screenshot-features.png.
 """
 

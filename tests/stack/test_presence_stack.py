@@ -97,4 +97,4 @@ def test_a_dead_gateways_users_go_offline_when_its_lease_ends(stack: Stack) -> N
             assert (offline["user_id"], offline["status"]) == (bob.user_id, "offline")
             assert offline["last_seen"] >= ended - 1000
     finally:
-        stack.start("gateway1")
+        stack.restart("gateway1")  # and wait until it serves again
