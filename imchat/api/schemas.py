@@ -18,6 +18,9 @@ from imchat.stores.models import ROLES
 from imchat.wire.fields import storable, text
 
 USERNAME_PATTERN = r"\A[a-z0-9_]{3,32}\Z"  # \Z, not $: "$" would let a trailing newline in
+# The same rule as the document states it: JSON Schema patterns are ECMA-262
+# regexes, which have no \A or \Z (and whose "$" is the very end).
+USERNAME_PATTERN_ECMA = "^[a-z0-9_]{3,32}$"
 MAX_GROUP_MEMBERS_AT_CREATION = 1000
 
 
@@ -50,6 +53,7 @@ class RegisterSchema(StrictSchema):
     username = fields.String(
         required=True,
         validate=validate.Regexp(USERNAME_PATTERN, error="3 to 32 characters of a-z, 0-9 and _"),
+        metadata={"pattern": USERNAME_PATTERN_ECMA},
     )
     password = text(8, 128, required=True, load_only=True)
     email = email_field(allow_none=True)
