@@ -35,7 +35,7 @@ export function messageNode(conv, message, first, last) {
     h(
       "div",
       { class: "bubble" },
-      showSender ? h("span", { class: "sender", style: `color:${avatarColor(message.from)}` }, fullNameOf(message.from)) : null,
+      showSender ? h("span", { class: "sender", style: { color: avatarColor(message.from) } }, fullNameOf(message.from)) : null,
       quoteNode(conv, message),
       bodyNode(message),
       h("div", { class: "meta" }, h("time", { datetime: new Date(message.ts).toISOString() }, timeFormat.format(message.ts)), own ? stateMark(message, receipt) : null),
