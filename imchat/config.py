@@ -94,6 +94,10 @@ class Settings:
     # closed, so that a page reload sends neither offline nor online.
     presence_grace_seconds: int = 10
 
+    # Pages that may open the WebSocket besides the server's own origin
+    # (comma-separated origins, or "*" for any); see imchat/gateway/origin.py.
+    allowed_origins: str = ""
+
     gateway_id: str = ""
     max_frame_bytes: int = 64 * 1024
     # Per connection: frames per second (token bucket) and the burst allowed.
