@@ -46,6 +46,11 @@ class Settings:
     register_limit_per_address: int = 20
     register_limit_per_username: int = 5
     register_window_seconds: int = 3600
+    # /metrics: when a token is set, scrapes need `Authorization: Bearer <token>`.
+    # With real backends configured the web process refuses to start without
+    # one, unless metrics_public=1 says /metrics is reachable only from inside.
+    metrics_token: str = ""
+    metrics_public: int = 0
     log_format: str = ""  # "json" or "text"; empty: json in production, text embedded
     log_level: str = "INFO"
 

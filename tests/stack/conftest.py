@@ -187,6 +187,7 @@ def stack_env(database_url: str, workdir: Path, unique: str, redis_port: int) ->
         IMCHAT_ETCD_ENDPOINTS="http://127.0.0.1:2379",
         IMCHAT_ETCD_PREFIX=f"/imchat-stack-{unique}",
         IMCHAT_SECRET_KEY="stack-test-secret-" + unique,
+        IMCHAT_METRICS_TOKEN="stack-test-metrics-" + unique,
         # Tests register many users from one address, and need no slow hashes.
         IMCHAT_REGISTER_LIMIT_PER_ADDRESS="0",
         IMCHAT_LOGIN_LIMIT_PER_ADDRESS="0",
