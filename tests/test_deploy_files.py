@@ -687,6 +687,22 @@ def test_dockerfile_is_the_app_image() -> None:
     assert int(bind.rsplit(":", 1)[1]) in web_ports.values(), f"{where(APP, 'web')}: port"
 
 
+def test_dockerfile_gives_gunicorn_the_deploy_config() -> None:
+    """gunicorn picks up ./gunicorn.conf.py in its working directory: the image's
+    web process (no -c in its command) runs deploy/gunicorn.conf.py, whose logger
+    keeps tokens out of the access log."""
+    lines = [line.split() for line in DOCKERFILE.read_text().splitlines()]
+    workdirs = [words[1] for words in lines if words[:1] == ["WORKDIR"]]
+    copies = [words[1:] for words in lines if words[:1] == ["COPY"]]
+    assert ["deploy/gunicorn.conf.py", "gunicorn.conf.py"] in copies, (
+        f"{DOCKERFILE.name}: does not COPY deploy/gunicorn.conf.py to ./gunicorn.conf.py"
+    )
+    assert workdirs and workdirs[-1] == "/app", f"{DOCKERFILE.name}: WORKDIR {workdirs}"
+    assert "-c" not in WEB_COMMAND and "--config" not in WEB_COMMAND
+    conf = (ROOT / "deploy" / "gunicorn.conf.py").read_text()
+    assert 'logger_class = "imchat.access_log.RedactingLogger"' in conf
+
+
 def test_dockerfile_copies_what_the_processes_import() -> None:
     """gunicorn app:app, celery -A tasks, python -m imchat and its migrations."""
     sources: list[str] = []
