@@ -5,11 +5,14 @@ client as a browser would (imchat/gateway/origin.py, docs/operations.md)."""
 from __future__ import annotations
 
 import json
+import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
 import websocket
 
+from imchat.client import ChatConnection
 from imchat.gateway.origin import origin_allowed, validate_allowed_origins
 from tests.support.clients import register_users
 from tests.support.server import EmbeddedServer, run_server
@@ -123,3 +126,36 @@ def test_a_bad_allow_list_is_refused_at_start() -> None:
 )
 def test_same_origin_rule(origin: str, host: str, allowed: bool) -> None:
     assert origin_allowed(origin, host, "") is allowed
+
+
+def test_the_python_client_sends_no_origin() -> None:
+    """imchat.client is no browser: its handshake has no Origin header, so a
+    server behind a proxy that rewrites Host still takes it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    handshake: list[bytes] = []
+
+    def answer_once() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            handshake.append(data)
+            conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=answer_once, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(websocket.WebSocketBadStatusException):
+            ChatConnection(f"http://127.0.0.1:{port}", "a-token", timeout=5)
+        thread.join(5)
+    finally:
+        listener.close()
+    (request,) = handshake
+    headers = [line.split(b":", 1)[0].lower() for line in request.split(b"\r\n")[1:] if line]
+    assert b"host" in headers and b"sec-websocket-key" in headers, request
+    assert b"origin" not in headers, request
