@@ -21,9 +21,11 @@ import http.client
 import json
 import queue
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -44,9 +46,17 @@ class ChatError(Exception):
 
 @dataclass(frozen=True)
 class Session:
+    """A login: the short-lived access ``token`` and the refresh token that
+    renews it (``ApiClient.refresh``, or ``TokenKeeper`` to do it silently)."""
+
     user_id: str
     username: str
     token: str
+    refresh_token: str = ""
+    expires_at: float = 0.0  # time.time() at which ``token`` expires
+
+
+TokenSource = str | Callable[[], str]
 
 
 class _SourceAddressHandler(urllib.request.HTTPHandler):
@@ -103,7 +113,25 @@ class ApiClient:
 
     def login(self, username: str, password: str) -> Session:
         body = self.call("POST", "/api/v1/auth/login", {"username": username, "password": password})
-        return Session(body["user_id"], username, body["access_token"])
+        return _session(username, body)
+
+    def refresh(self, session: Session) -> Session:
+        """New tokens for the session (its refresh token works once)."""
+        body = self.call("POST", "/api/v1/auth/refresh", {"refresh_token": session.refresh_token})
+        return _session(session.username, body)
+
+    def logout(self, token: str) -> None:
+        self.call("POST", "/api/v1/auth/logout", token=token)
+
+    def change_password(self, token: str, old: str, new: str) -> None:
+        """Every other session of the user ends."""
+        body = {"old_password": old, "new_password": new}
+        self.call("POST", "/api/v1/users/me/password", body, token)
+
+    def ws_ticket(self, token: str) -> str:
+        """A one-use ticket for the WebSocket URL (30 s)."""
+        ticket: str = self.call("POST", "/api/v1/auth/ws-ticket", token=token)["ticket"]
+        return ticket
 
     def register_and_login(self, username: str, password: str, **profile: Any) -> Session:
         self.register(username, password, **profile)
@@ -171,18 +199,71 @@ class ApiClient:
             if not page["has_more"]:
                 return messages
 
-    def connect(self, token: str, timeout: float = 10.0) -> ChatConnection:
+    # ------------------------------------------------------------ Web Push
+    def vapid_public_key(self, token: str) -> str:
+        """The key browsers subscribe with (``applicationServerKey``), base64url."""
+        key: str = self.call("GET", "/api/v1/push/vapid-public-key", token=token)["key"]
+        return key
+
+    def subscribe_push(self, token: str, subscription: Frame) -> None:
+        """Register a ``PushSubscription`` JSON (``{endpoint, keys: {p256dh, auth}}``)."""
+        self.call("POST", "/api/v1/users/me/push-subscriptions", subscription, token)
+
+    def unsubscribe_push(self, token: str, endpoint: str) -> None:
+        self.call("DELETE", "/api/v1/users/me/push-subscriptions", {"endpoint": endpoint}, token)
+
+    def push_switch(self, token: str, conversation_id: str) -> Frame:
+        """``{conversation_id, push, setting}``: whether the caller is notified."""
+        path = f"/api/v1/conversations/{quote(conversation_id, safe='')}/push"
+        found: Frame = self.call("GET", path, token=token)
+        return found
+
+    def set_push_switch(self, token: str, conversation_id: str, push: bool | None) -> Frame:
+        """Turn Web Push of the conversation on, off, or back to the default rule (None)."""
+        path = f"/api/v1/conversations/{quote(conversation_id, safe='')}/push"
+        found: Frame = self.call("PUT", path, {"push": push}, token)
+        return found
+
+    def connect(self, token: TokenSource, timeout: float = 10.0) -> ChatConnection:
         return ChatConnection(self.base_url, token, timeout)
+
+
+def _session(username: str, body: Frame) -> Session:
+    expires_at = time.time() + float(body["expires_in"])
+    return Session(
+        body["user_id"], username, body["access_token"], body.get("refresh_token", ""), expires_at
+    )
+
+
+class TokenKeeper:
+    """Hands out an access token that is always good: refreshed silently a
+    minute before it expires. Pass the keeper itself where a token goes
+    (``api.connect(keeper)``) so that reconnects use a fresh one."""
+
+    MARGIN = 60.0
+
+    def __init__(self, api: ApiClient, session: Session) -> None:
+        self.api = api
+        self.session = session
+        self._lock = threading.Lock()
+
+    def __call__(self) -> str:
+        with self._lock:
+            if time.time() > self.session.expires_at - self.MARGIN:
+                self.session = self.api.refresh(self.session)
+            return self.session.token
 
 
 class ChatConnection:
     """One WebSocket. Frames are sorted into acks (by client id), messages,
     events and errors as they arrive; every call blocks at most ``timeout``."""
 
-    def __init__(self, base_url: str, token: str, timeout: float = 10.0) -> None:
+    def __init__(self, base_url: str, token: TokenSource, timeout: float = 10.0) -> None:
         parts = urlsplit(base_url)
         scheme = "wss" if parts.scheme == "https" else "ws"
-        self.url = f"{scheme}://{parts.netloc}/ws?token={token}"
+        self.api = ApiClient(base_url, timeout)
+        self.token = token
+        self.ws_base = f"{scheme}://{parts.netloc}/ws"
         self.timeout = timeout
         self.messages: queue.Queue[Frame] = queue.Queue()
         self.events: queue.Queue[Frame] = queue.Queue()
@@ -196,16 +277,31 @@ class ChatConnection:
         self.receipts: queue.Queue[Frame] = queue.Queue()
         self.typing_frames: queue.Queue[Frame] = queue.Queue()
         self.updates: queue.Queue[Frame] = queue.Queue()
+        self.presence: queue.Queue[Frame] = queue.Queue()
         self.synced_count: int | None = None
         self._open()
 
     def _open(self) -> None:
+        self.last_url = self._url()
         # Not a browser: no Origin header (websocket-client would invent one from
         # the URL, which a server behind a proxy that rewrites Host refuses).
-        self.ws = websocket.create_connection(self.url, timeout=self.timeout, suppress_origin=True)
+        self.ws = websocket.create_connection(
+            self.last_url, timeout=self.timeout, suppress_origin=True
+        )
         self.ws.settimeout(None)
         self._reader = threading.Thread(target=self._read_loop, args=(self.ws,), daemon=True)
         self._reader.start()
+
+    def _url(self) -> str:
+        """With a one-use ticket, so that no token sits in a URL (proxies log
+        URLs); with the token itself when tickets are unavailable (503)."""
+        token = self.token() if callable(self.token) else self.token
+        try:
+            return f"{self.ws_base}?ticket={self.api.ws_ticket(token)}"
+        except ChatError as err:
+            if err.status != 503:
+                raise
+        return f"{self.ws_base}?token={token}"
 
     def _read_loop(self, ws: websocket.WebSocket) -> None:
         while True:
@@ -238,6 +334,8 @@ class ChatConnection:
             self.typing_frames.put(frame)
         elif kind == "update":
             self.updates.put(frame)
+        elif kind == "presence":
+            self.presence.put(frame)
         else:
             self.errors.put(frame)
 

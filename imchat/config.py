@@ -34,7 +34,12 @@ class Settings:
     celery_result_backend: str = ""
 
     secret_key: str = ""
-    token_ttl_seconds: int = DAY
+    # Access tokens are short-lived: a session ends within this of a revocation
+    # for anything that cached a token; refresh tokens keep the session going.
+    token_ttl_seconds: int = 15 * 60
+    refresh_ttl_seconds: int = 30 * DAY  # a session unused this long ends
+    ws_ticket_ttl_seconds: int = 30
+    session_sweep_seconds: int = 30  # each gateway re-checks its sockets' sessions
     # argon2id cost (the library's recommended defaults).
     password_hash_time_cost: int = 3
     password_hash_memory_kib: int = 65536
@@ -102,6 +107,21 @@ class Settings:
     # Pages that may open the WebSocket besides the server's own origin
     # (comma-separated origins, or "*" for any); see imchat/gateway/origin.py.
     allowed_origins: str = ""
+    # Web Push (RFC 8030, RFC 8291 payloads, VAPID). The keys: the private
+    # key as 32 bytes base64url, the public one as the uncompressed P-256
+    # point base64url (derived from the private key when empty). Generated
+    # once into data_dir in the embedded default; required otherwise.
+    vapid_private_key: str = ""
+    vapid_public_key: str = ""
+    vapid_subject: str = "mailto:push@imchat.invalid"
+    # One push service request's timeout, and how long a push service keeps
+    # a notification for a browser that is offline (the TTL header).
+    push_timeout_seconds: int = 10
+    push_ttl_seconds: int = DAY
+    # Groups larger than this push nothing unless a member turned push on.
+    push_group_mute_above: int = 100
+    # Comma-separated URL schemes a subscription's endpoint may have.
+    push_endpoint_schemes: str = "https"
 
     gateway_id: str = ""
     max_frame_bytes: int = 64 * 1024
@@ -139,6 +159,12 @@ class Settings:
     @property
     def etcd_endpoint_list(self) -> list[str]:
         return [e.strip() for e in self.etcd_endpoints.split(",") if e.strip()]
+
+    @property
+    def push_endpoint_scheme_set(self) -> frozenset[str]:
+        return frozenset(
+            s.strip().lower() for s in self.push_endpoint_schemes.split(",") if s.strip()
+        )
 
     @property
     def effective_log_format(self) -> str:

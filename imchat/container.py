@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from imchat.gateway.hub import Gateway
     from imchat.services.delivery.consumer import DeliveryConsumer
     from imchat.services.jobs import JobRunner
+    from imchat.services.push.dispatcher import PushDispatcher
+    from imchat.services.push.keys import VapidKeys
 
 
 class Services:
@@ -141,6 +143,20 @@ class Services:
         return DeliveryConsumer(self)
 
     @cached_property
+    def push_dispatcher(self) -> PushDispatcher:
+        """Where delivery leaves the recipients it found no route for (Web Push)."""
+        from imchat.services.push.dispatcher import PushDispatcher
+
+        return PushDispatcher(self)
+
+    @cached_property
+    def vapid(self) -> VapidKeys:
+        """The VAPID key pair: configured, or generated once under data_dir embedded."""
+        from imchat.services.push.keys import vapid_keys
+
+        return vapid_keys(self.settings, self._data_file)
+
+    @cached_property
     def secret_key(self) -> str:
         """The token-signing secret: configured, or generated once and kept under data_dir."""
         if self.settings.secret_key:
@@ -215,14 +231,19 @@ class Services:
 
     def stop_serving(self) -> None:
         """Leave the cluster cleanly: revoke the gateway's lease (its routes go
-        at once instead of after 90 s), flush confirmations, stop the consumer."""
+        at once instead of after 90 s), flush confirmations, stop the consumer
+        and hand over the Web Push notifications it left queued."""
         if "gateway" in self.__dict__:  # built only once a socket came
             self.gateway.stop()
         consumer = self.__dict__.get("local_consumer")
         if consumer is not None:
             consumer.stop()
+        if "push_dispatcher" in self.__dict__:  # after the consumer: it feeds the dispatcher
+            self.push_dispatcher.stop()
 
     def close(self) -> None:
+        if "push_dispatcher" in self.__dict__:
+            self.push_dispatcher.stop()
         for name in ("channel", "bus", "router", "seqs", "cache", "rate_limiter"):
             if name in self.__dict__:
                 getattr(self, name).close()

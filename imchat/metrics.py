@@ -61,6 +61,12 @@ TASK_SECONDS = Histogram(
 PRESENCE_CHANGES = Counter(
     "imchat_presence_changes_total", "Presence changes announced, by status", ["status"]
 )
+PUSH_SENT = Counter(
+    "imchat_push_sent_total", "Web Push requests, by result (sent, gone, failed)", ["result"]
+)
+PUSH_DROPPED = Counter(
+    "imchat_push_dropped_total", "Unrouted recipients not queued for Web Push (queue full)"
+)
 ROUTE_LOOKUPS = Counter("imchat_route_lookups_total", "Router lookups (local etcd copy)")
 
 

@@ -4,7 +4,7 @@ Every response, the web client's page and files as much as the API's JSON,
 carries a Content-Security-Policy that allows no inline script, no inline
 style and no framing, ``X-Content-Type-Options: nosniff`` and
 ``Referrer-Policy: no-referrer``. Everything but the web client (``/`` and
-``/static/...``, which are revalidated, see :mod:`imchat.web`; their errors
+``/static/...``, ``/sw.js``, which are revalidated, see :mod:`imchat.web`; their errors
 are the API's JSON) is also ``Cache-Control: no-store``: API answers carry
 users' data and tokens.
 """
@@ -44,7 +44,7 @@ HEADERS = {
 
 def is_web_client(path: str) -> bool:
     """The web client's page and files: cached with revalidation, not no-store."""
-    return path == "/" or path.startswith("/static/")
+    return path in ("/", "/sw.js") or path.startswith("/static/")
 
 
 def add_security_headers(response: Response) -> Response:

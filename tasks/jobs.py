@@ -13,6 +13,7 @@ from imchat.config import load_settings
 from imchat.container import Services
 from imchat.services import maintenance, pending  # noqa: F401 - registers the jobs
 from imchat.services.jobs import JOBS, run_job
+from imchat.services.push import notify  # noqa: F401 - registers the push job
 from tasks import celery
 
 

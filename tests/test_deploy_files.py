@@ -596,6 +596,9 @@ def test_app_env_points_at_the_infra_services() -> None:
         assert app_env.get("IMCHAT_SECRET_KEY", "").startswith("${IMCHAT_SECRET_KEY:?"), (
             f"{label}: IMCHAT_SECRET_KEY must be required from the environment"
         )
+        assert app_env.get("IMCHAT_VAPID_PRIVATE_KEY", "").startswith(
+            "${IMCHAT_VAPID_PRIVATE_KEY:?"
+        ), f"{label}: IMCHAT_VAPID_PRIVATE_KEY must be required from the environment"
         hosts = {
             urlsplit(u).hostname
             for u in (settings.database_url, settings.redis_url, settings.celery_broker_url)
@@ -616,6 +619,7 @@ def test_web_requires_a_metrics_token_and_would_start_with_it() -> None:
     )
     assert "IMCHAT_METRICS_PUBLIC" not in web_env, f"{label}: /metrics made public"
     host = {"IMCHAT_SECRET_KEY": "s" * 32, "IMCHAT_METRICS_TOKEN": "t" * 32}
+    host |= {"IMCHAT_VAPID_PRIVATE_KEY": "v" * 43}
     settings = load_settings(environ={k: interpolate(v, host) for k, v in web_env.items()})
     assert not settings.embedded
     check_metrics_exposure(settings)

@@ -31,9 +31,15 @@ HISTORY = "0005_history"
 BLOCKS = "0006_blocks"
 CHANGES = "0007_message_changes"
 PRESENCE = "0008_presence"
-HEAD = PRESENCE
-REVISIONS = [INITIAL, SAMPLE, MARKS, STATS, HISTORY, BLOCKS, CHANGES, PRESENCE]
-LATER = [BLOCKS, CHANGES, PRESENCE]
+PUSH = "0009_push_subscriptions"
+SESSIONS = "0010_sessions"
+OUTBOX = "0011_event_outbox"
+HEAD = OUTBOX
+REVISIONS = [
+    *[INITIAL, SAMPLE, MARKS, STATS, HISTORY, BLOCKS, CHANGES],
+    *[PRESENCE, PUSH, SESSIONS, OUTBOX],
+]
+LATER = [BLOCKS, CHANGES, PRESENCE, PUSH, SESSIONS, OUTBOX]
 INITIAL_TABLES = {"users", "groups", "group_members", "offline_messages", "sequence_snapshots"}
 MARKS_TABLES = INITIAL_TABLES | {"delivery_marks"}
 STATS_TABLES = MARKS_TABLES | {"daily_stats", "active_users_daily"}
@@ -45,7 +51,11 @@ TABLES = (STATS_TABLES - {"offline_messages", "delivery_marks"}) | {
     "blocks",
     "message_changes",
     "message_reactions",
+    "push_subscriptions",
+    "sessions",
+    "event_outbox",
 }
+LATE_TABLES = {"push_subscriptions", "sessions", "event_outbox"}  # 0009 to 0011
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -135,26 +145,67 @@ def test_upgrade_check_downgrade_to_base_and_upgrade_again(db: Settings) -> None
 def test_downgrade_one_step_at_a_time(db: Settings) -> None:
     migrate.upgrade(db)
 
+    assert "push" in column_names(db, "conversation_members")
+
     migrate.downgrade(db)
-    assert migrate.status(db) == {"current": CHANGES, "head": HEAD, "pending": [PRESENCE]}
-    assert table_names(db) == TABLES | {"alembic_version"}
+    assert migrate.status(db) == {"current": SESSIONS, "head": HEAD, "pending": [OUTBOX]}
+    assert table_names(db) == TABLES - {"event_outbox"} | {"alembic_version"}
+
+    migrate.downgrade(db)
+    assert migrate.status(db) == {"current": PUSH, "head": HEAD, "pending": [SESSIONS, OUTBOX]}
+    assert table_names(db) == TABLES - {"sessions", "event_outbox"} | {"alembic_version"}
+
+    migrate.downgrade(db)
+    assert migrate.status(db) == {
+        "current": PRESENCE,
+        "head": HEAD,
+        "pending": [PUSH, SESSIONS, OUTBOX],
+    }
+    assert table_names(db) == TABLES - {"push_subscriptions", "sessions", "event_outbox"} | {
+        "alembic_version"
+    }
+    assert "push" not in column_names(db, "conversation_members")
+    assert "last_seen_ms" in column_names(db, "users")
+
+    migrate.downgrade(db)
+    assert migrate.status(db) == {
+        "current": CHANGES,
+        "head": HEAD,
+        "pending": [PRESENCE, PUSH, SESSIONS, OUTBOX],
+    }
+    assert table_names(db) == TABLES - {"push_subscriptions", "sessions", "event_outbox"} | {
+        "alembic_version"
+    }
     assert "last_seen_ms" not in column_names(db, "users")
 
     migrate.downgrade(db)
-    assert migrate.status(db) == {"current": BLOCKS, "head": HEAD, "pending": [CHANGES, PRESENCE]}
-    assert table_names(db) == TABLES - {"message_changes", "message_reactions"} | {
-        "alembic_version"
+    assert migrate.status(db) == {
+        "current": BLOCKS,
+        "head": HEAD,
+        "pending": [CHANGES, PRESENCE, PUSH, SESSIONS, OUTBOX],
     }
+    assert table_names(db) == TABLES - {
+        "message_changes",
+        "message_reactions",
+        "push_subscriptions",
+        "sessions",
+        "event_outbox",
+    } | {"alembic_version"}
 
     migrate.downgrade(db)
     assert migrate.status(db) == {
         "current": HISTORY,
         "head": HEAD,
-        "pending": [BLOCKS, CHANGES, PRESENCE],
+        "pending": [BLOCKS, CHANGES, PRESENCE, PUSH, SESSIONS, OUTBOX],
     }
-    assert table_names(db) == TABLES - {"message_changes", "message_reactions", "blocks"} | {
-        "alembic_version"
-    }
+    assert table_names(db) == TABLES - {
+        "message_changes",
+        "message_reactions",
+        "blocks",
+        "push_subscriptions",
+        "sessions",
+        "event_outbox",
+    } | {"alembic_version"}
 
     migrate.downgrade(db)
     assert migrate.status(db) == {"current": STATS, "head": HEAD, "pending": [HISTORY, *LATER]}
@@ -264,8 +315,8 @@ def test_check_reports_a_database_behind_head(db: Settings) -> None:
     differences = migrate.check(db)
 
     assert (
-        f"pending: {SAMPLE}, {MARKS}, {STATS}, {HISTORY}, {BLOCKS}, {CHANGES}, {PRESENCE}"
-        in (differences[0])
+        f"pending: {SAMPLE}, {MARKS}, {STATS}, {HISTORY}, {BLOCKS}, {CHANGES}, {PRESENCE}, {PUSH}, "
+        f"{SESSIONS}, {OUTBOX}" in (differences[0])
     )
     # The tables of the pending revisions are missing, and named; the one
     # they retire is still there, and named too.
@@ -274,15 +325,22 @@ def test_check_reports_a_database_behind_head(db: Settings) -> None:
         "add_index Index ix_blocks_blocked_id on blocks(blocked_id) [models only]",
         "add_index Index ix_conversation_members_conversation_id"
         " on conversation_members(conversation_id) [models only]",
+        "add_index Index ix_event_outbox_created_ms on event_outbox(created_ms) [models only]",
         "add_index Index ix_messages_ts on messages(ts) [models only]",
+        "add_index Index ix_push_subscriptions_user_id"
+        " on push_subscriptions(user_id) [models only]",
+        "add_index Index ix_sessions_user_id on sessions(user_id) [models only]",
         "add_table Table active_users_daily [models only]",
         "add_table Table blocks [models only]",
         "add_table Table conversation_members [models only]",
         "add_table Table conversations [models only]",
         "add_table Table daily_stats [models only]",
+        "add_table Table event_outbox [models only]",
         "add_table Table message_changes [models only]",
         "add_table Table message_reactions [models only]",
         "add_table Table messages [models only]",
+        "add_table Table push_subscriptions [models only]",
+        "add_table Table sessions [models only]",
         "remove_index Index ix_offline_messages_conversation_id"
         " on offline_messages(conversation_id) [database only]",
         "remove_index Index ix_offline_messages_timestamp"

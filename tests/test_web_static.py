@@ -155,3 +155,25 @@ def test_files_outside_the_client_and_missing_ones_are_404(client: FlaskClient) 
         served = get(client, url)
         assert served.status == 404, url
         assert isinstance(served.json, dict) and served.json["error"]["code"] == "not_found", url
+
+
+def test_the_service_worker_is_served_from_the_root_as_a_classic_script(
+    client: FlaskClient,
+) -> None:
+    served = get(client, "/sw.js")
+    assert served.status == 200
+    assert served.mimetype == "text/javascript"
+    assert served.cache_control == "no-cache"  # an update is picked up on the next check
+    # A classic worker (registered without type: "module"): no imports at all.
+    assert list(imports_of(served.text)) == []
+    for event in ("push", "notificationclick"):
+        assert f'addEventListener("{event}"' in served.text, event
+
+
+def test_the_page_has_no_inline_scripts_styles_or_event_handlers(client: FlaskClient) -> None:
+    """What a Content-Security-Policy without 'unsafe-inline' would refuse."""
+    page = get(client, "/").text
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", page) == []
+    assert "<style" not in page
+    assert re.findall(r"\sstyle=", page) == []
+    assert re.findall(r"\son[a-z]+=", page) == []

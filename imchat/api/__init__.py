@@ -6,7 +6,7 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from imchat.api import auth, blocks, conversations, groups, health, openapi, users
+    from imchat.api import auth, blocks, conversations, groups, health, openapi, push, users
 
     # No redirects: "/groups//members" would be a 308 with an HTML body.
     # Unmerged, an empty path segment is simply an unknown route (JSON 404).
@@ -17,4 +17,5 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(blocks.bp)
     app.register_blueprint(groups.bp)
     app.register_blueprint(conversations.bp)
+    app.register_blueprint(push.bp)
     app.register_blueprint(openapi.bp)

@@ -1,15 +1,16 @@
-"""POST /api/v1/auth/register and /api/v1/auth/login, rate limited."""
+"""/api/v1/auth: register and login (rate limited), refresh, logout, ws-ticket."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from imchat.api import schemas
+from imchat.api.auth_guard import current_identity, require_auth
 from imchat.api.openapi import operation
 from imchat.backends.ratelimit import Limit, auth_limits
 from imchat.container import services_of
 from imchat.errors import APIError
-from imchat.services import auth as auth_service
+from imchat.services import sessions as session_service
 from imchat.services import users as user_service
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
@@ -61,6 +62,40 @@ def login() -> Response:
     data = schemas.load(schemas.LoginSchema())
     enforce(limits.login_per_username, data["username"])
     user_id = user_service.authenticate(services, data["username"], data["password"])
-    token, ttl = auth_service.issue_token(services, user_id)
-    body = {"access_token": token, "token_type": "Bearer", "expires_in": ttl, "user_id": user_id}
-    return jsonify(schemas.TokenSchema().dump(body))
+    return jsonify(schemas.TokenSchema().dump(session_service.open_session(services, user_id)))
+
+
+@bp.post("/refresh")
+@operation(
+    "new tokens for a refresh token (each works once; a reused one ends its session)",
+    200,
+    schemas.TokenSchema,
+    schemas.RefreshSchema,
+    (400, 401, 413),
+    "auth",
+)
+def refresh() -> Response:
+    data = schemas.load(schemas.RefreshSchema())
+    tokens = session_service.refresh(services_of(current_app), data["refresh_token"])
+    return jsonify(schemas.TokenSchema().dump(tokens))
+
+
+@bp.post("/logout")
+@operation("end the caller's session (its sockets close with 4401)", 204, tag="auth")
+@require_auth
+def logout() -> tuple[str, int]:
+    session_service.logout(services_of(current_app), current_identity())
+    return "", 204
+
+
+@bp.post("/ws-ticket")
+@operation(
+    "a one-use ticket for GET /ws?ticket= (no long-lived token in a URL)",
+    200,
+    schemas.TicketSchema,
+    tag="auth",
+)
+@require_auth
+def ws_ticket() -> Response:
+    ticket, ttl = session_service.issue_ticket(services_of(current_app), current_identity())
+    return jsonify(schemas.TicketSchema().dump({"ticket": ticket, "expires_in": ttl}))

@@ -10,7 +10,7 @@ from flask import current_app, g, request
 
 from imchat.container import services_of
 from imchat.errors import APIError
-from imchat.services.auth import verify_token
+from imchat.services.auth import Identity, verify_access
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -31,7 +31,8 @@ def require_auth(view: Callable[P, R]) -> Callable[P, R]:
 
     @wraps(view)
     def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-        g.user_id = verify_token(services_of(current_app), bearer_token())
+        g.identity = verify_access(services_of(current_app), bearer_token())
+        g.user_id = g.identity.user_id
         return view(*args, **kwargs)
 
     guarded.__dict__["requires_auth"] = True  # read by the OpenAPI generator
@@ -42,3 +43,9 @@ def current_user_id() -> str:
     """The authenticated caller of this request (inside a ``require_auth`` view)."""
     user_id: str = g.user_id
     return user_id
+
+
+def current_identity() -> Identity:
+    """The caller and the session its token belongs to."""
+    identity: Identity = g.identity
+    return identity

@@ -94,6 +94,23 @@ class TokenSchema(Schema):
     token_type = fields.String(required=True, dump_default="Bearer")
     expires_in = fields.Integer(required=True, metadata={"description": "seconds"})
     user_id = fields.String(required=True)
+    refresh_token = fields.String(
+        required=True, metadata={"description": "works once: POST /auth/refresh"}
+    )
+
+
+class RefreshSchema(StrictSchema):
+    refresh_token = text(1, 256, required=True, load_only=True)
+
+
+class TicketSchema(Schema):
+    ticket = fields.String(required=True, metadata={"description": "for GET /ws?ticket="})
+    expires_in = fields.Integer(required=True, metadata={"description": "seconds, one use"})
+
+
+class PasswordChangeSchema(StrictSchema):
+    old_password = text(1, 128, required=True, load_only=True)
+    new_password = text(8, 128, required=True, load_only=True)
 
 
 class PublicProfileSchema(Schema):

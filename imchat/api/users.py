@@ -5,9 +5,12 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify
 
 from imchat.api import schemas
-from imchat.api.auth_guard import current_user_id, require_auth
+from imchat.api.auth import enforce
+from imchat.api.auth_guard import current_identity, current_user_id, require_auth
 from imchat.api.openapi import operation
+from imchat.backends.ratelimit import auth_limits
 from imchat.container import services_of
+from imchat.services import sessions as session_service
 from imchat.services import users as user_service
 
 bp = Blueprint("users", __name__, url_prefix="/api/v1/users")
@@ -35,6 +38,25 @@ def patch_me() -> Response:
     changes = schemas.load(schemas.ProfileUpdateSchema())
     user = user_service.update_profile(services_of(current_app), current_user_id(), changes)
     return jsonify(schemas.ProfileSchema().dump(user))
+
+
+@bp.post("/me/password")
+@operation(
+    "change the password (the old one checked); every other session ends",
+    204,
+    body=schemas.PasswordChangeSchema,
+    errors=(400, 403, 413, 429),
+    tag="users",
+)
+@require_auth
+def change_password() -> tuple[str, int]:
+    services = services_of(current_app)
+    identity = current_identity()
+    # Guessing the old password through a stolen token is as slow as a login.
+    enforce(auth_limits(services.settings).login_per_username, identity.user_id)
+    data = schemas.load(schemas.PasswordChangeSchema())
+    session_service.change_password(services, identity, data["old_password"], data["new_password"])
+    return "", 204
 
 
 @bp.get("/<user_id>")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -56,9 +57,16 @@ class Connection:
     or a message both pending and pushed live, reaches the socket once.
     """
 
-    def __init__(self, ws: Socket, user_id: str, limit: TokenBucket | None = None) -> None:
+    def __init__(
+        self,
+        ws: Socket,
+        user_id: str,
+        limit: TokenBucket | None = None,
+        session_id: str | None = None,
+    ) -> None:
         self.ws = ws
         self.user_id = user_id
+        self.session_id = session_id
         self.limit = limit
         self.conn_id = uuid.uuid4().hex
         self._lock = threading.Lock()
@@ -83,6 +91,15 @@ class Connection:
                 self.ws.send(text)
             except Exception:
                 self.closed = True
+
+    def end(self, code: int, reason: str) -> None:
+        """Close the socket from the server's side (the reader then ends)."""
+        close = getattr(self.ws, "close", None)
+        if close is None or self.closed:
+            return
+        self.closed = True
+        with self._lock, contextlib.suppress(Exception):  # already gone
+            close(reason=code, message=reason)
 
     def track_send(self, cid: str, topic: str, key: str, value: bytes) -> None:
         self.inflight[cid] = InflightSend(topic, key, value, time.monotonic())

@@ -9,6 +9,7 @@ import socket
 import threading
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from imchat import metrics
@@ -16,6 +17,7 @@ from imchat.gateway.confirmations import ConfirmationBatcher
 from imchat.gateway.connection import Connection
 from imchat.gateway.presence import PresenceTracker
 from imchat.gateway.receipts import ReceiptCoalescer
+from imchat.gateway.sessions import SESSION_ENDED, SessionSweeper
 from imchat.gateway.throttle import Throttle
 from imchat.services import users
 from imchat.services.pending import load_pending
@@ -46,6 +48,7 @@ class Gateway:
         self.confirmations = ConfirmationBatcher(services)
         self.receipts = ReceiptCoalescer(services, self.connected_elsewhere)
         self.presence = PresenceTracker(services, self.gateway_id)
+        self.sessions = SessionSweeper(services, self.open_sessions, self.end_sessions)
         # One relayed typing frame per user and conversation per window.
         self.typing_throttle = Throttle(TYPING_WINDOW_SECONDS)
         # Users seen to exist, so that a send costs no round trip to check its
@@ -67,6 +70,7 @@ class Gateway:
         self.confirmations.start()
         self.receipts.start()
         self.presence.start()
+        self.sessions.start()
         self.started = True
         log.info("gateway started", extra={"gateway_id": self.gateway_id})
 
@@ -75,6 +79,7 @@ class Gateway:
             self.confirmations.stop()
             self.receipts.stop()
             self.presence.stop()
+            self.sessions.stop()
             self.services.channel.stop_listening(self.gateway_id)
             self.services.router.unregister_gateway(self.gateway_id)
             self.started = False
@@ -130,6 +135,8 @@ class Gateway:
         if batch.resync:
             threading.Thread(target=self.resync, daemon=True).start()
             return
+        if batch.ends:
+            self.end_sessions(batch.ends)
         for ack in batch.acks:
             conn = self._by_id.get(ack.conn_id)
             if conn is not None:
@@ -146,6 +153,18 @@ class Gateway:
             text = json.dumps(event.frame)
             for conn in self._local(event.users, event.exclude_conn):
                 conn.send_text(text)
+
+    def open_sessions(self) -> set[str]:
+        with self._lock:
+            return {c.session_id for c in self._by_id.values() if c.session_id}
+
+    def end_sessions(self, session_ids: Iterable[str]) -> None:
+        """Close every local connection of these sessions with 4401."""
+        ended = set(session_ids)
+        with self._lock:
+            doomed = [c for c in self._by_id.values() if c.session_id in ended]
+        for conn in doomed:
+            conn.end(SESSION_ENDED, "session ended")
 
     def user_exists(self, user_id: str) -> bool:
         """Remembered per process once seen, so that a send costs no round trip
@@ -176,6 +195,7 @@ class Gateway:
                     conn.push_message(frame)
             except Exception:
                 log.exception("resync of a connection of %s failed", conn.user_id)
+        self.sessions.sweep()  # an end of session may have been lost with the channel
 
     def _local(self, user_ids: list[str], exclude: str | None) -> list[Connection]:
         with self._lock:

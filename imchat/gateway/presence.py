@@ -86,7 +86,7 @@ class PresenceTracker:
 
     def _handle(self, kind: str, user_id: str, at_ms: int) -> None:
         if kind == ARRIVE:
-            presence.arrive(self.services, user_id, self.gateway_id)
+            presence.arrive(self.services, user_id)
             return
         state = presence.depart(self.services, user_id, at_ms)
         if state is not None:

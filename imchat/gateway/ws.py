@@ -1,4 +1,4 @@
-"""``GET /ws?token=...``: the WebSocket endpoint (flask-sock)."""
+"""``GET /ws?ticket=...`` (or ``?token=...``): the WebSocket endpoint (flask-sock)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ from flask import Flask, Response, current_app, g, request
 from flask_sock import ConnectionClosed, Sock
 from sqlalchemy.exc import SQLAlchemyError
 
-from imchat.container import services_of
+from imchat.container import Services, services_of
 from imchat.errors import APIError, error_response
 from imchat.gateway.connection import Connection, TokenBucket
 from imchat.gateway.dispatch import handle_frame
 from imchat.gateway.hub import Gateway
 from imchat.gateway.origin import check_upgrade_origin, validate_allowed_origins
-from imchat.services.auth import verify_token
+from imchat.services import sessions
+from imchat.services.auth import Identity, verify_access
 from imchat.services.pending import load_pending
 from imchat.wire.frames import ErrorFrame
 
@@ -48,21 +49,28 @@ def init_app(app: Flask) -> None:
 
 
 def _authenticate_upgrade() -> Response | None:
-    """Refuse the upgrade with 401 before the handshake when the token is bad."""
+    """Refuse the upgrade with 401 before the handshake when the ticket or token is bad."""
     if request.path != "/ws":
         return None
-    token = request.args.get("token", "")
-    if not token:
-        return error_response(401, "unauthorized", "missing token")
     services = services_of(current_app)
     try:
-        g.ws_user_id = verify_token(services, token)
+        g.ws_identity = _identity(services)
     except APIError as err:
         return error_response(err.status, err.code, err.message)
     cap = services.settings.max_connections_per_user
-    if gateway_of(current_app).connection_count(g.ws_user_id) >= cap:
+    if gateway_of(current_app).connection_count(g.ws_identity.user_id) >= cap:
         return error_response(429, "rate_limited", f"at most {cap} connections per user")
     return None
+
+
+def _identity(services: Services) -> Identity:
+    """A one-use ticket (no long-lived token in the URL), or the token itself."""
+    ticket, token = request.args.get("ticket", ""), request.args.get("token", "")
+    if ticket:
+        return sessions.redeem_ticket(services, ticket)
+    if token:
+        return verify_access(services, token)
+    raise APIError(401, "missing ticket or token", code="unauthorized")
 
 
 @sock.route("/ws")
@@ -74,7 +82,8 @@ def websocket(ws: Any) -> None:
     # close), goes through one lock: gevent refuses two greenlets writing one
     # socket at once, and interleaved frames would corrupt the stream.
     ws.sock = SerializedSocket(ws.sock)
-    conn = Connection(ws, g.ws_user_id, limit)
+    identity: Identity = g.ws_identity
+    conn = Connection(ws, identity.user_id, limit, identity.session_id)
     tcp = server_socket(request.environ, ws)
     request.environ["imchat.websocket"] = True
     gateway.attach(conn)

@@ -52,9 +52,11 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     from imchat.services.delivery.consumer import DeliveryConsumer
 
     logs.configure(settings)
-    consumer = DeliveryConsumer(Services(settings))
+    services = Services(settings)
+    consumer = DeliveryConsumer(services)
     with contextlib.suppress(KeyboardInterrupt):
         consumer.run()
+    services.stop_serving()  # hands the queued Web Push notifications over
     return 0
 
 
@@ -75,6 +77,16 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     print("  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True)))
     for row in rows:
         print("  ".join(str(row[c]).rjust(w) for c, w in zip(columns, widths, strict=True)))
+    return 0
+
+
+def cmd_vapid_keys(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a new VAPID key pair for Web Push, as the two settings."""
+    from imchat.services.push import keys
+
+    private = keys.generate_private_key()
+    print(f"IMCHAT_VAPID_PRIVATE_KEY={private}")
+    print(f"IMCHAT_VAPID_PUBLIC_KEY={keys.public_key_of(keys.private_key_of(private))}")
     return 0
 
 
@@ -103,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--days", type=_positive, default=7, help="how many days (default 7)")
     stats.add_argument("--refresh", action="store_true", help="recount today's active users first")
     stats.set_defaults(func=cmd_stats)
+    vapid = sub.add_parser("vapid-keys", help="print a new VAPID key pair (Web Push)")
+    vapid.set_defaults(func=cmd_vapid_keys)
     # Parsed by imchat.ops.infra_check itself (see main).
     sub.add_parser("check-infra", help="check etcd, MySQL, Redis and Kafka", add_help=False)
     return parser

@@ -1,8 +1,9 @@
-"""Passwords (argon2id) and access tokens (JWT, HS256)."""
+"""Passwords (argon2id) and access tokens (JWT, HS256, naming their session)."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from functools import lru_cache
 
 import jwt
@@ -12,7 +13,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from imchat.config import Settings
 from imchat.container import Services
 from imchat.errors import APIError
-from imchat.stores import users as user_store
+from imchat.stores import sessions as session_store
 
 # argon2-cffi's own defaults (RFC 9106, low-memory profile): about 0.15 s per
 # hash here, which is the point: guessing passwords from a stolen table is slow.
@@ -56,37 +57,48 @@ def check_password(settings: Settings, password_hash: str | None, password: str)
     return password_hash is not None
 
 
-def issue_token(services: Services, user_id: str) -> tuple[str, int]:
-    """A signed access token for ``user_id`` and its lifetime in seconds."""
+@dataclass(frozen=True)
+class Identity:
+    """Who a valid access token speaks for: a user, in one of their sessions."""
+
+    user_id: str
+    session_id: str
+
+
+def issue_token(services: Services, user_id: str, session_id: str) -> tuple[str, int]:
+    """A signed access token of ``user_id``'s session and its lifetime in seconds."""
     ttl = services.settings.token_ttl_seconds
     now = int(time.time())
-    claims = {"sub": user_id, "iat": now, "exp": now + ttl}
+    claims = {"sub": user_id, "sid": session_id, "iat": now, "exp": now + ttl}
     return jwt.encode(claims, services.secret_key, algorithm=ALGORITHM), ttl
 
 
-def token_subject(services: Services, token: str) -> str:
-    """The user id a token was issued to; 401 when it is forged, malformed or expired."""
+def token_identity(services: Services, token: str) -> Identity:
+    """Whom a token was issued to; 401 when it is forged, malformed or expired."""
     try:
         claims = jwt.decode(
             token,
             services.secret_key,
             algorithms=[ALGORITHM],
-            options={"require": ["sub", "iat", "exp"]},
+            options={"require": ["sub", "sid", "iat", "exp"]},
         )
     except jwt.ExpiredSignatureError:
         raise APIError(401, "the access token has expired", headers=BEARER_CHALLENGE) from None
     except jwt.InvalidTokenError:
         raise APIError(401, "invalid access token", headers=BEARER_CHALLENGE) from None
-    return str(claims["sub"])
+    return Identity(str(claims["sub"]), str(claims["sid"]))
+
+
+def verify_access(services: Services, token: str) -> Identity:
+    """The identity of a valid token whose session is open and whose user
+    exists; else APIError 401. One indexed read: the session joined to its user."""
+    identity = token_identity(services, token)
+    with services.db.session() as session:
+        if not session_store.is_active(session, identity.session_id, identity.user_id):
+            raise APIError(401, "the session has ended", headers=BEARER_CHALLENGE)
+    return identity
 
 
 def verify_token(services: Services, token: str) -> str:
-    """The user id of a valid token whose user still exists; else APIError 401.
-
-    Used by the HTTP API and by the gateway for ``GET /ws?token=``.
-    """
-    user_id = token_subject(services, token)
-    with services.db.session() as session:
-        if not user_store.exists(session, user_id):
-            raise APIError(401, "the token's user no longer exists", headers=BEARER_CHALLENGE)
-    return user_id
+    """The user id of a token that ``verify_access`` lets through."""
+    return verify_access(services, token).user_id

@@ -42,7 +42,7 @@ def list_conversations(
 
 def get_conversation(services: Services, user_id: str, conversation_id: str) -> dict[str, Any]:
     with services.db.session() as session:
-        _member_or_error(session, user_id, conversation_id)
+        member_or_error(session, user_id, conversation_id)
         found = conversation_store.for_user(session, user_id, 1, conversation_id=conversation_id)
     if not found:  # a direct conversation is listed from its first message on
         raise APIError(404, "no such conversation")
@@ -76,7 +76,7 @@ def history_page(
     """Messages of the conversation the caller may read, ascending, and whether more lie
     past the page (below it, or above it when reading forward with ``after_seq``)."""
     with services.db.session() as session:
-        member = _member_or_error(session, user_id, conversation_id)
+        member = member_or_error(session, user_id, conversation_id)
         messages, more = history.page(
             session,
             conversation_id,
@@ -101,7 +101,7 @@ def readable_message(services: Services, user_id: str, conversation_id: str, seq
         return history.exists_at(session, conversation_id, seq)
 
 
-def _member_or_error(session: Session, user_id: str, conversation_id: str) -> Membership:
+def member_or_error(session: Session, user_id: str, conversation_id: str) -> Membership:
     member = conversation_store.membership(session, user_id, conversation_id)
     if member is not None and member.left_seq is None:
         return member

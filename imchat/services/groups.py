@@ -10,8 +10,10 @@ Who may do what:
   the longest-standing member) becomes owner; when the last member leaves the
   group is deleted.
 
-Every change is published on the ``membership_change`` topic after the
-commit, one record per member affected, keyed by group id so that a group's
+Every change is published on the ``membership_change`` topic, one record
+per member affected, written in the change's own transaction (a
+transactional outbox, ``services/event_relay.py``) and published after its
+commit, keyed by group id so that a group's
 events stay in order. Each carries ``member_ids``, the members after the
 change: the gateway sends the event to those plus ``user_id`` (the member
 removed is no longer in the list but must hear of it).
@@ -33,8 +35,10 @@ from sqlalchemy.orm import Session
 from imchat.backends.base import BackendUnavailable
 from imchat.container import Services
 from imchat.errors import APIError
+from imchat.services import event_relay
 from imchat.services.users import utcnow
 from imchat.stores import conversations as conversation_store
+from imchat.stores import event_outbox
 from imchat.stores import groups as group_store
 from imchat.stores import users as user_store
 from imchat.stores.groups import GroupRecord, MemberRecord
@@ -120,7 +124,8 @@ def _invalidate_after_commit(services: Services, group_id: str) -> None:
 def _changing(
     services: Services, group_id: str, actor_id: str
 ) -> Iterator[tuple[Session, _Change]]:
-    """A membership transaction: invalidate the cache, commit, invalidate again, publish.
+    """A membership transaction: invalidate the cache, write the events,
+    commit, invalidate again, publish.
 
     The first delete runs before the commit so that, when the cache cannot be
     reached, nothing changes (503) rather than a stale list surviving its TTL;
@@ -133,9 +138,11 @@ def _changing(
             _update_conversation_members(session, change)
             services.cache.delete(cache_key(group_id))
             records = change.changes(group_store.member_ids(session, group_id))
+            encoded = [(MEMBERSHIP_CHANGE.name, group_id, c.encode()) for c in records]
+            event_outbox.add(session, encoded, int(time.time() * 1000))
     if change.events:
         _invalidate_after_commit(services, group_id)
-        _publish(services, group_id, records)
+        event_relay.publish_after_commit(services, group_id)
 
 
 def _update_conversation_members(session: Session, change: _Change) -> None:
@@ -147,16 +154,6 @@ def _update_conversation_members(session: Session, change: _Change) -> None:
     for event, user_id, _, _ in change.events:
         if event == MEMBER_REMOVED:
             conversation_store.leave_group(session, change.group_id, user_id)
-
-
-def _publish(services: Services, group_id: str, changes: list[MembershipChange]) -> None:
-    records = [(MEMBERSHIP_CHANGE.name, group_id, c.encode()) for c in changes]
-    try:
-        services.bus.publish_many(records)
-    except BackendUnavailable:
-        # The change is committed and stands; only its live notification is lost
-        # (clients see it on their next read of the member list).
-        log.exception("group %s: membership events not published", group_id)
 
 
 # ------------------------------------------------------------- lookups

@@ -52,16 +52,16 @@ def now_ms() -> int:
 
 
 # --------------------------------------------------------------- changes
-def arrive(services: Services, user_id: str, gateway_id: str) -> None:
-    """The user's first connection on ``gateway_id`` opened."""
+def arrive(services: Services, user_id: str) -> None:
+    """The user's first connection on a gateway opened."""
     previous = services.cache.exchange(state_key(user_id), ON, STATE_TTL_SECONDS)
     if previous is None or previous == OFF:
         announce(services, user_id, ONLINE, None)
-    elif previous == ON and not services.router.gateways_for(user_id) - {gateway_id}:
-        # Told "on" but routed nowhere else: every gateway that could have
-        # announced the offline died with it (a whole-cluster restart).
-        announce(services, user_id, ONLINE, None)
-    # "gone:": a reload (or a second device) within the grace period: peers never saw it go.
+    # "gone:": a reload (or a second device) within the grace period: peers
+    # never saw it go. "on": a second connection, or a reconnect whose
+    # departure this gateway has not worked off yet; peers were told online
+    # and nobody told them otherwise (even when every gateway died at once,
+    # which leaves "on" behind: the conversation list says what stands).
 
 
 def depart(services: Services, user_id: str, at_ms: int) -> str | None:

@@ -61,6 +61,43 @@ class User(Base):
     )
 
 
+class AuthSession(Base):
+    """One login: its refresh token (only a hash of it) and whether it ended.
+
+    Access tokens name their session (``sid``): a token of an ended session
+    is refused everywhere, and the session's sockets are closed.
+    """
+
+    __tablename__ = "sessions"
+    __table_args__ = (Index("ix_sessions_user_id", "user_id"),)
+
+    session_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ID, ForeignKey("users.user_id", ondelete="CASCADE"))
+    # sha256 of the one refresh token that works now; each refresh replaces it.
+    refresh_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    refreshed_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class OutboxEvent(Base):
+    """A bus record written in the transaction of the change it announces
+    (the transactional outbox): published after the commit and then deleted,
+    so that a crash between the commit and the publish loses nothing."""
+
+    __tablename__ = "event_outbox"
+    __table_args__ = (Index("ix_event_outbox_created_ms", "created_ms"),)
+
+    event_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    topic: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(80))
+    value: Mapped[str] = mapped_column(Text)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
 class Group(Base):
     __tablename__ = "groups"
 
@@ -158,6 +195,9 @@ class ConversationMember(Base):
     read_seq: Mapped[int] = mapped_column(BigInteger, server_default="0")
     # When the user joined (ms): a group's activity before its first message.
     joined_ts: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # Web Push for this conversation: on, off, or None for the default rule
+    # (on for direct ones, on for groups up to IMCHAT_PUSH_GROUP_MUTE_ABOVE members).
+    push: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class Block(Base):
@@ -169,6 +209,23 @@ class Block(Base):
 
     user_id: Mapped[str] = mapped_column(ID, primary_key=True)
     blocked_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
+
+
+class PushSubscription(Base):
+    """A browser's Web Push subscription (its PushSubscription JSON), keyed by
+    the sha256 of its endpoint: an endpoint is one browser profile's, and is
+    too long for a MySQL key. Removed when the push service answers 404 or 410."""
+
+    __tablename__ = "push_subscriptions"
+    __table_args__ = (Index("ix_push_subscriptions_user_id", "user_id"),)
+
+    endpoint_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ID)
+    endpoint: Mapped[str] = mapped_column(Text)
+    # The browser's P-256 public key and auth secret, base64url (RFC 8291).
+    p256dh: Mapped[str] = mapped_column(String(128))
+    auth: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
 
 

@@ -108,6 +108,14 @@ def update_profile(
     return _record(user)
 
 
+def set_password_hash(session: Session, user_id: str, password_hash: str, now: datetime) -> None:
+    session.execute(
+        update(User)
+        .where(User.user_id == user_id)
+        .values(password_hash=password_hash, updated_at=now)
+    )
+
+
 def set_last_seen(session: Session, user_id: str, last_seen_ms: int) -> None:
     """When the user was last online; their profile's ``updated_at`` stays as it was."""
     session.execute(
@@ -115,3 +123,14 @@ def set_last_seen(session: Session, user_id: str, last_seen_ms: int) -> None:
         .where(User.user_id == user_id)
         .values(last_seen_ms=last_seen_ms, updated_at=User.updated_at)
     )
+
+
+def names(session: Session, user_ids: Iterable[str]) -> dict[str, str]:
+    """Each user's display name, or username when they have none."""
+    ids = sorted(set(user_ids))
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(User.user_id, User.display_name, User.username).where(User.user_id.in_(ids))
+    )
+    return {user_id: display or username for user_id, display, username in rows}

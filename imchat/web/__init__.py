@@ -11,6 +11,9 @@ from pathlib import Path
 from flask import Blueprint, Flask, Response, send_from_directory
 
 STATIC_DIR = Path(__file__).parent / "static"
+# The service worker lives beside static/, not in it: served from the root, its
+# scope is the whole origin (a worker under /static/ could only control /static/).
+SERVICE_WORKER = Path(__file__).parent / "sw.js"
 
 # A module script runs only when served with a JavaScript type (the HTML
 # standard's strict MIME check), so the types of the client's own files are
@@ -40,6 +43,16 @@ def static(filename: str) -> Response:
     """
     mimetype = CONTENT_TYPES.get(Path(filename).suffix)
     return send_from_directory(STATIC_DIR, filename, mimetype=mimetype)
+
+
+@bp.get("/sw.js")
+def service_worker() -> Response:
+    """The Web Push service worker; revalidated like the page, so an update is picked up."""
+    response = send_from_directory(
+        SERVICE_WORKER.parent, SERVICE_WORKER.name, mimetype="text/javascript"
+    )
+    response.headers["Cache-Control"] = "no-cache"
+    return response
 
 
 def init_app(app: Flask) -> None:

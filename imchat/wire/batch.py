@@ -51,12 +51,15 @@ class GatewayBatch:
     acks: list[AckDelivery] = field(default_factory=list)
     msgs: list[MessagePush] = field(default_factory=list)
     events: list[FramePush] = field(default_factory=list)
+    # Sessions that ended (logout, password change, a reused refresh token):
+    # their connections are closed with 4401. Key ``ends``, added in release 2.
+    ends: list[str] = field(default_factory=list)
     # Set by the channel, never by the consumer: the channel was lost and is
     # back, so whatever it carried meanwhile is gone (the gateway catches up).
     resync: bool = False
 
     def __bool__(self) -> bool:
-        return bool(self.acks or self.msgs or self.events or self.resync)
+        return bool(self.acks or self.msgs or self.events or self.ends or self.resync)
 
     def encode(self) -> bytes:
         out: dict[str, Any] = {"v": WIRE_VERSION}
@@ -66,6 +69,8 @@ class GatewayBatch:
             out["msgs"] = [[m.frame.to_dict(), m.users, m.exclude_conn] for m in self.msgs]
         if self.events:
             out["events"] = [[e.frame, e.users, e.exclude_conn] for e in self.events]
+        if self.ends:
+            out["ends"] = self.ends
         if self.resync:
             out["resync"] = True
         return json.dumps(out).encode()
@@ -86,6 +91,7 @@ class GatewayBatch:
                     for f, u, x, *_ in data.get("msgs", [])
                 ],
                 events=[FramePush(dict(f), list(u), *x[:1]) for f, u, *x in data.get("events", [])],
+                ends=[str(session_id) for session_id in data.get("ends", [])],
                 resync=bool(data.get("resync")),
             )
         except (TypeError, ValueError) as exc:

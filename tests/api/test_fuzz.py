@@ -83,7 +83,36 @@ def routes(ids: st.SearchStrategy[str]) -> list[tuple[str, str, st.SearchStrateg
         ("GET", "/conversations/{conversation}", st.none()),
         ("GET", "/conversations/{conversation}/messages", st.none()),
         ("GET", "/openapi.json", st.none()),
+        ("POST", "/users/me/push-subscriptions", push_subscriptions()),
+        ("DELETE", "/users/me/push-subscriptions", near_valid(endpoint=endpoints)),
+        ("GET", "/push/vapid-public-key", st.none()),
+        ("GET", "/conversations/{conversation}/push", st.none()),
+        ("PUT", "/conversations/{conversation}/push", near_valid(push=st.booleans() | st.none())),
     ]
+
+
+endpoints = st.sampled_from(
+    ["https://push.example.com/s/1", "http://127.0.0.1:9/x", "https://", "https://[::1]/x"]
+) | st.text(max_size=30)
+# A real browser key and secret now and then, so that some bodies get as far as the store.
+P256DH = "BEJllBblpQ7k3MenpXX9CO9HcbEWZyKgD9wCelSuKVnaWq8_fvizeWk4RyDMN8ae6yXfuNB7WRnAh2LG--bqNCs"
+AUTH = "AAAAAAAAAAAAAAAAAAAAAA"
+
+
+def push_subscriptions() -> st.SearchStrategy[dict[str, Any]]:
+    keys = st.fixed_dictionaries(
+        {},
+        optional={
+            "p256dh": st.sampled_from([P256DH, "AAAA", P256DH[:-2]]) | st.text(max_size=20),
+            "auth": st.sampled_from([AUTH, "AAAA"]) | st.text(max_size=20),
+            "extra": json_values,
+        },
+    )
+    return near_valid(
+        endpoint=endpoints,
+        keys=keys,
+        expirationTime=st.none() | st.integers() | st.floats() | st.text(max_size=5),
+    )
 
 
 @pytest.mark.unit

@@ -156,3 +156,24 @@ def test_the_history_answers_match_the_document(app: Flask) -> None:
     } <= set(message["required"])
     assert {"to", "group"} <= set(message["properties"])
     assert "role" in spec["components"]["schemas"]["MyGroup"]["required"]
+
+
+def test_the_push_routes_are_documented_with_their_bodies(app: Flask) -> None:
+    paths = document(app)["paths"]
+    subscriptions = paths["/api/v1/users/me/push-subscriptions"]
+    post, delete = subscriptions["post"], subscriptions["delete"]
+    assert post["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/PushSubscription"
+    }
+    assert {"201", "400", "401"} <= set(post["responses"])
+    assert {"204", "400", "401"} <= set(delete["responses"])
+    key = paths["/api/v1/push/vapid-public-key"]["get"]
+    assert {"200", "401", "503"} <= set(key["responses"])
+    switch = paths["/api/v1/conversations/{conversation_id}/push"]
+    assert {"200", "401", "403", "404"} <= set(switch["get"]["responses"])
+    assert {"200", "400", "401", "403", "404"} <= set(switch["put"]["responses"])
+    for operation in (post, delete, key, switch["get"], switch["put"]):
+        assert operation["security"] == [{"bearerAuth": []}]
+    schemas = document(app)["components"]["schemas"]
+    assert set(schemas["PushSubscription"]["required"]) == {"endpoint", "keys"}
+    assert set(schemas["PushKeys"]["required"]) == {"p256dh", "auth"}

@@ -61,7 +61,8 @@ expect.set_options(timeout=UI_TIMEOUT_MS)
 
 @pytest.fixture(scope="session")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``python app.py`` in the embedded default, on a fresh data dir, not rate limited."""
+    """``python app.py`` in the embedded default, on a fresh data dir, not rate
+    limited, with a presence grace of 1 s. One server for the whole session."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     env = {
         "IMCHAT_REGISTER_LIMIT_PER_ADDRESS": "0",
@@ -70,6 +71,8 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "IMCHAT_PASSWORD_HASH_TIME_COST": "1",
         "IMCHAT_PASSWORD_HASH_MEMORY_KIB": "1024",
         "IMCHAT_PASSWORD_HASH_PARALLELISM": "1",
+        # Offline a second after the last tab closes: the presence test waits that long.
+        "IMCHAT_PRESENCE_GRACE_SECONDS": "1",
     }
     log_path = ARTIFACTS / "server.log"
     log_path.unlink(missing_ok=True)  # this run's log only

@@ -19,7 +19,7 @@ from imchat.web import STATIC_DIR
 
 pytestmark = pytest.mark.unit
 
-WEB_CLIENT = ["/", "/static/app.js", "/static/app.css", "/static/js/dom.js"]
+WEB_CLIENT = ["/", "/sw.js", "/static/app.js", "/static/app.css", "/static/js/dom.js"]
 API = [
     ("GET", "/api/v1/openapi.json", 200),
     ("GET", "/api/v1/users/me", 401),

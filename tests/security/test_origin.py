@@ -128,7 +128,7 @@ def test_same_origin_rule(origin: str, host: str, allowed: bool) -> None:
     assert origin_allowed(origin, host, "") is allowed
 
 
-def test_the_python_client_sends_no_origin() -> None:
+def test_the_python_client_sends_no_origin(monkeypatch: pytest.MonkeyPatch) -> None:
     """imchat.client is no browser: its handshake has no Origin header, so a
     server behind a proxy that rewrites Host still takes it."""
     listener = socket.create_server(("127.0.0.1", 0))
@@ -147,6 +147,8 @@ def test_the_python_client_sends_no_origin() -> None:
             handshake.append(data)
             conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
 
+    # The socket's URL as is, without first asking this bare listener for a ticket.
+    monkeypatch.setattr(ChatConnection, "_url", lambda self: f"{self.ws_base}?token=a-token")
     thread = threading.Thread(target=answer_once, daemon=True)
     thread.start()
     try:

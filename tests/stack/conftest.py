@@ -30,6 +30,7 @@ import redis
 from imchat.client import ApiClient, Session
 from imchat.config import load_settings
 from imchat.ops import migrate
+from imchat.services.push.keys import generate_private_key
 from tests.support.waiting import free_port, free_ports, port_open, wait_for, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -188,12 +189,18 @@ def stack_env(database_url: str, workdir: Path, unique: str, redis_port: int) ->
         IMCHAT_ETCD_PREFIX=f"/imchat-stack-{unique}",
         IMCHAT_SECRET_KEY="stack-test-secret-" + unique,
         IMCHAT_METRICS_TOKEN="stack-test-metrics-" + unique,
+        # Web Push: production requires a key pair; the local push service
+        # of the tests (tests/support/push_service.py) listens on http.
+        IMCHAT_VAPID_PRIVATE_KEY=generate_private_key(),
+        IMCHAT_PUSH_ENDPOINT_SCHEMES="https,http",
         # Tests register many users from one address, and need no slow hashes.
         IMCHAT_REGISTER_LIMIT_PER_ADDRESS="0",
         IMCHAT_LOGIN_LIMIT_PER_ADDRESS="0",
         IMCHAT_PASSWORD_HASH_TIME_COST="1",
         IMCHAT_PASSWORD_HASH_MEMORY_KIB="1024",
         IMCHAT_PASSWORD_HASH_PARALLELISM="1",
+        # Presence tests wait out the grace period: 2 s, not 10.
+        IMCHAT_PRESENCE_GRACE_SECONDS="2",
         PYTHONPATH=str(ROOT),
     )
     return env

@@ -411,6 +411,34 @@ def test_broker_down_send_is_unavailable_then_acked_once_when_back(
         b.close()
 
 
+def test_a_membership_change_while_the_broker_is_down_is_announced_when_back(
+    faulty_stack: FaultyStack,
+) -> None:
+    """The change is committed with its event in the transactional outbox; the
+    publish after the commit fails, and the consumer's relay publishes it once
+    the broker is back: bob hears of being added, once."""
+    stack = faulty_stack
+    alice, bob = stack.user(), stack.user()
+    group = stack.api(0).create_group(alice.token, "outage", [])["group_id"]
+    b = connect(stack, 1, bob.token)
+    try:
+        stack.kill(BROKER)
+        try:
+            stack.api(0).add_member(alice.token, group, bob.user_id)  # committed: 201
+        finally:
+            stack.start(BROKER)
+        event = b.receive_event(timeout=60)
+        assert (event["event"], event["user_id"], event["group"]) == (
+            "member_added",
+            bob.user_id,
+            group,
+        )
+        time.sleep(3.0)  # two more relay rounds: nothing published twice
+        assert b.events.empty(), b.events.get_nowait()
+    finally:
+        b.close()
+
+
 def retry_until_acked(conn: ChatConnection, body: str, to: str, cid: str) -> Frame:
     """Send again with the same id, as a client does, until acked (a timeout
     too: a slow ack after the restart is resent, never lost)."""

@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from imchat import metrics
 from imchat.backends.base import BackendUnavailable, BusConsumer, BusRecord
+from imchat.services import event_relay
 from imchat.services.delivery.records import process_records
 from imchat.wire.topics import DIRECT_MSG, GROUP_MSG, MEMBERSHIP_CHANGE
 
@@ -29,6 +30,7 @@ BATCH = 500
 POLL_SECONDS = 0.05
 RETRY_SECONDS = 0.5
 LAG_CHECK_SECONDS = 5.0
+RELAY_EVERY_SECONDS = 2.0  # the outbox's relay: events a commit could not publish
 
 
 def transient(exc: Exception) -> bool:
@@ -43,6 +45,7 @@ class DeliveryConsumer:
         self.services = services
         self.stopping = threading.Event()
         self._next_lag_check = 0.0
+        self._next_relay = 0.0
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -80,6 +83,7 @@ class DeliveryConsumer:
                 if consumer is None:
                     group = self.services.settings.kafka_consumer_group
                     consumer = self.services.bus.subscribe(TOPICS, group)
+                self._relay_if_due()
                 records = self._poll(consumer)
             except BackendUnavailable as exc:
                 # The bus is away: nothing was handed out, so there is nothing
@@ -101,6 +105,15 @@ class DeliveryConsumer:
                 self.stopping.wait(RETRY_SECONDS)
         if consumer is not None:
             consumer.close()
+
+    def _relay_if_due(self) -> None:
+        if time.monotonic() < self._next_relay:
+            return
+        self._next_relay = time.monotonic() + RELAY_EVERY_SECONDS
+        try:
+            event_relay.relay(self.services)
+        except (BackendUnavailable, DBAPIError) as exc:
+            log.warning("outbox relay skipped: %s", exc)
 
     def _poll(self, consumer: BusConsumer) -> list[BusRecord]:
         records = consumer.poll_batch(BATCH, POLL_SECONDS)

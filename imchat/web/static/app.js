@@ -8,23 +8,30 @@
 //   js/profiles.js names of users and groups, fetched once
 //   js/chat.js     server frames into the state, the user's actions
 //   js/inbox.js    the conversation list, unread counts, receipts, from the server
-//   js/history.js  a conversation's history pages from the server
+//   js/history.js  a conversation's history pages from the server, quoted messages
+//   js/changes.js  edits, deletes and reactions: frames out, `update` frames in
+//   js/typing.js, js/presence.js, js/blocks.js  who types, who is online, whom the user blocks
+//   js/push.js     Web Push: the service worker, the subscription, notification clicks
 //   js/views/      the screens and dialogs; render.js repaints on changes
 //
 // The server keeps the conversations and their history (docs/api.md);
 // localStorage holds a copy per user so that a reload paints at once. The
 // WebSocket protocol is docs/protocol.md.
 
-import { api, currentSession, endSession, onSessionExpired, sessionResumable } from "./js/api.js";
-import { connect, connection, disconnect, onNotice } from "./js/chat.js";
+import { api, currentSession, endSession, logout, onSessionExpired, sessionResumable } from "./js/api.js";
+import { connect, connection, disconnect, forgetSession, onNotice } from "./js/chat.js";
 import { $, toast } from "./js/dom.js";
 import * as state from "./js/state.js";
 import { showAuth, wireAuth } from "./js/views/auth.js";
 import { wireComposer } from "./js/views/composer.js";
+import { wireActions } from "./js/views/actions.js";
+import { wireConfirm } from "./js/views/confirm.js";
 import { refreshConversations } from "./js/inbox.js";
-import { closeConversation, wireConversation } from "./js/views/conversation.js";
+import { onOpenConversation, startPush, stopPush, takeLinkedConversation, wirePush } from "./js/push.js";
+import { closeConversation, openConversation, wireConversation } from "./js/views/conversation.js";
 import { wireDialogs } from "./js/views/dialogs.js";
 import { renderConnection, renderMe } from "./js/views/header.js";
+import { wireMenu } from "./js/views/menu.js";
 import { render } from "./js/views/render.js";
 
 /** Show the chat of the session just started or resumed, and connect. */
@@ -40,10 +47,24 @@ async function startChat() {
   if (!me || !currentSession()) return;
   state.rememberProfile(me);
   renderMe(me);
-  connect(currentSession().token, renderConnection);
+  connect(renderConnection);
   render();
-  refreshConversations(); // again after each reconnect's sync: what happened meanwhile
+  // Again after each reconnect's sync: what happened meanwhile. Then the
+  // conversation a notification's link names, now that it is known.
+  refreshConversations().then(openLinkedConversation);
+  startPush();
+}
 
+/** Open the conversation a notification asked for (fetching the list when it is new here). */
+async function openNotified(id) {
+  if (!state.isLoaded()) return;
+  if (!state.conversation(id)) await refreshConversations();
+  if (state.conversation(id)) openConversation(id);
+}
+
+function openLinkedConversation() {
+  const id = takeLinkedConversation();
+  if (id) openNotified(id);
 }
 
 function signOut(reason) {
@@ -51,12 +72,23 @@ function signOut(reason) {
   state.save(); // before the session goes: it names where the state is kept
   endSession();
   state.unload();
+  forgetSession();
   document.title = "imchat";
   showAuth(reason);
 }
 
 function wireChrome() {
-  $("#logout").addEventListener("click", () => signOut(""));
+  // The push subscription goes first, while the token still works; then the
+  // server ends the session (its other tabs' sockets too).
+  $("#logout").addEventListener("click", () => {
+    const token = currentSession()?.token;
+    stopPush().finally(() => {
+      signOut("");
+      if (token) logout(token);
+    });
+  });
+  window.addEventListener("hashchange", openLinkedConversation);
+  onOpenConversation(openNotified);
   $("#conn-retry").addEventListener("click", () => connection()?.retryNow());
   $("#back").addEventListener("click", closeConversation);
   $("#conv-filter").addEventListener("input", () => render());
@@ -88,6 +120,10 @@ function boot() {
   wireDialogs();
   wireComposer();
   wireConversation();
+  wirePush();
+  wireMenu();
+  wireConfirm();
+  wireActions();
   if (sessionResumable()) {
     startChat();
   } else {

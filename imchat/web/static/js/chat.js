@@ -1,12 +1,17 @@
 // The chat itself, without the DOM: the socket of the signed-in session, what
 // each server frame does to the state, and the user's actions (send, retry,
-// start a chat, groups). Views call these and repaint on state.changed().
+// start a chat, groups, edit, delete, react, typing, block). Views call these
+// and repaint on state.changed().
 
-import { ApiError, api, currentSession } from "./api.js";
-import { receiveReceipt, refreshConversations } from "./inbox.js";
+import { ApiError, api, currentSession, sessionEnded } from "./api.js";
+import { block, forgetBlocks, refreshBlocks, unblock } from "./blocks.js";
+import { changeAcked, changeRefused, deleteFrame, editFrame, forgetChanges, reactFrame, receiveUpdate, unackedChanges } from "./changes.js";
+import { receiveReceipt, refreshConversation, refreshConversations } from "./inbox.js";
+import { forgetPresence, presenceOf, receivePresence } from "./presence.js";
 import { fetchGroupTitle, lookupUser, profileArrived } from "./profiles.js";
 import { ChatSocket, sendFrame } from "./socket.js";
 import * as state from "./state.js";
+import { receiveTyping, stoppedTyping, typingWait } from "./typing.js";
 
 export const MAX_BODY = 4000;
 
@@ -17,9 +22,12 @@ const ERROR_TEXT = {
   unavailable: "The server couldn't take this message right now.",
   too_large: "This message is too long.",
 };
+// A direct send refused: the recipient blocks the sender (docs/protocol.md, Blocks).
+const DIRECT_ERROR_TEXT = { ...ERROR_TEXT, forbidden: "This person isn't accepting your messages." };
 
 let socket = null;
 let notify = () => {};
+const presenceAsked = new Set(); // direct conversations read once for their peer's presence
 
 /** Who shows the server's errors that belong to no message of ours (a toast, in practice). */
 export function onNotice(handler) {
@@ -28,12 +36,12 @@ export function onNotice(handler) {
 
 // ----------------------------------------------------------------- socket
 /** Open the session's socket; `onStatus(socket)` on each change of its status. */
-export function connect(token, onStatus) {
+export function connect(onStatus) {
   socket = new ChatSocket({
-    token,
     onFrame,
     onStatus,
-    unsent: () => Array.from(state.unacked(), ({ conv, message }) => sendFrame(conv, message)),
+    onEnded: sessionEnded,
+    unsent: () => [...Array.from(state.unacked(), ({ conv, message }) => sendFrame(conv, message)), ...unackedChanges()],
   });
   socket.open();
 }
@@ -41,6 +49,14 @@ export function connect(token, onStatus) {
 export function disconnect() {
   socket?.close();
   socket = null;
+}
+
+/** Signing out: what this page knew of the user beyond the state (kept per user) goes. */
+export function forgetSession() {
+  forgetChanges();
+  forgetPresence();
+  forgetBlocks();
+  presenceAsked.clear();
 }
 
 /** The current socket, or null when signed out. */
@@ -57,6 +73,9 @@ const FRAME_HANDLERS = new Map([
   ["event", receiveEvent],
   ["synced", receiveSynced],
   ["receipt", receiveReceipt],
+  ["typing", receiveTyping],
+  ["presence", receivePresence],
+  ["update", receiveUpdate],
 ]);
 
 function onFrame(frame) {
@@ -76,12 +95,25 @@ function receiveMessage(frame) {
   const seed = frame.group ? { kind: "group", group: frame.group } : { kind: "direct", peer: own ? frame.to : frame.from };
   const conv = conversationFor(frame.conversation_id, seed);
   const added = state.addMessage(conv, state.messageFrom(frame, me));
+  stoppedTyping(conv.id, frame.from);
   // Frames come in seq order: one at or below countedSeq is in the server's count already.
   if (added && !own && !state.isVisible(conv) && frame.seq > conv.countedSeq) conv.unread += 1;
   conv.countedSeq = Math.max(conv.countedSeq, frame.seq);
   if (!own) socket.confirmDelivered(conv.id, frame.seq);
+  learnPresence(conv);
   state.save();
   state.changed();
+}
+
+/**
+ * A direct conversation that began after the list was read: no `presence`
+ * frame tells of a peer already online, so the server's view of it is read
+ * once (C's `presence`).
+ */
+function learnPresence(conv) {
+  if (conv.kind !== "direct" || presenceOf(conv.peer) || presenceAsked.has(conv.id)) return;
+  presenceAsked.add(conv.id);
+  refreshConversation(conv.id);
 }
 
 /**
@@ -102,20 +134,30 @@ export function markRead(conv) {
 
 function receiveAck(frame) {
   const found = state.findOwn(frame.id);
-  if (!found) return;
+  if (!found) {
+    changeAcked(frame); // an edit, delete or react: its `update` shows it
+    return;
+  }
   const { conv, message } = found;
   const duplicate = conv.messages.find((m) => m !== message && m.msgId === frame.msg_id);
   if (duplicate) conv.messages.splice(conv.messages.indexOf(duplicate), 1); // echo from another tab
   Object.assign(message, { msgId: frame.msg_id, seq: frame.seq, ts: frame.ts, state: "sent", error: null });
   state.sortMessages(conv);
   conv.lastSeq = Math.max(conv.lastSeq, frame.seq);
+  learnPresence(conv);
   state.save();
   state.changed();
 }
 
 function receiveError(frame) {
-  const text = ERROR_TEXT[frame.code] ?? frame.message ?? "Something went wrong.";
+  const refusedChange = frame.id ? changeRefused(frame) : null;
+  if (refusedChange) {
+    notify(refusedChange);
+    return;
+  }
   const found = frame.id ? state.findOwn(frame.id) : null;
+  const words = found?.conv.kind === "direct" ? DIRECT_ERROR_TEXT : ERROR_TEXT;
+  const text = words[frame.code] ?? frame.message ?? "Something went wrong.";
   if (!found) {
     notify(text);
     return;
@@ -132,6 +174,7 @@ function receiveEvent(frame) {
   const conv = conversationFor(id, { kind: "group", group: frame.group });
   if (frame.event === "member_added" && concernsMe) conv.left = false;
   if (frame.event === "member_removed" && concernsMe) conv.left = true;
+  if (concernsMe && frame.event !== "member_removed") conv.role = frame.role ?? conv.role;
   if (frame.event === "member_added" || frame.event === "member_removed") fetchGroupTitle(conv);
   const ts = frame.ts ?? Date.now();
   // Notes sort just after the last message seen: they have no seq of their own.
@@ -147,6 +190,20 @@ function receiveSynced(frame) {
   socket.markSynced();
   if (frame.count) state.changed();
   refreshConversations();
+  refreshBlocks();
+  refreshRoles();
+}
+
+/** The user's role in each of their groups (GET /groups): owners and admins may delete any message. */
+async function refreshRoles() {
+  const answer = await api("GET", "/groups").catch(() => null);
+  if (!answer || !state.isLoaded()) return;
+  for (const group of answer.groups) {
+    const conv = state.conversation(`g:${group.group_id}`);
+    if (conv) conv.role = group.role;
+  }
+  state.save();
+  state.changed();
 }
 
 // ---------------------------------------------------------------- actions
@@ -163,6 +220,52 @@ export function sendMessage(text) {
   socket.send(sendFrame(conv, message)); // offline: it goes on the next connect
   state.changed();
   return true;
+}
+
+/**
+ * The user is typing in the open conversation: say so, at most every 2.2 s.
+ * Returns 0 when the frame went (or none is wanted), else the ms until one may.
+ */
+export function userTyping() {
+  const conv = state.activeConversation();
+  if (!conv || conv.left) return 0;
+  const wait = typingWait(conv);
+  if (!wait) socket?.send({ type: "typing", conversation_id: conv.id });
+  return wait;
+}
+
+const sendChange = (frame) => socket?.send(frame); // offline: it goes on the next connect
+
+/** Edit own message `seq` of the open conversation to `text`; false when there is nothing to send. */
+export function editMessage(seq, text) {
+  const conv = state.activeConversation();
+  const body = text.trim();
+  const message = conv && state.messageAt(conv, seq);
+  if (!message || !body || body.length > MAX_BODY) return false;
+  state.setEditing(null);
+  if (body !== message.body) editFrame(sendChange, conv, seq, body);
+  return true;
+}
+
+/** Delete message `seq` of `conv` for everyone. */
+export function deleteMessage(conv, seq) {
+  deleteFrame(sendChange, conv, seq);
+}
+
+/** Add or take back the user's `emoji` on `message` of `conv`. */
+export function toggleReaction(conv, message, emoji) {
+  reactFrame(sendChange, conv, message, emoji);
+}
+
+/** Block the peer of direct conversation `conv`. */
+export async function blockPeer(conv) {
+  await block(conv.peer);
+}
+
+/** Unblock the peer of `conv`; their presence comes back with the list. */
+export async function unblockPeer(conv) {
+  await unblock(conv.peer);
+  refreshConversations();
 }
 
 /** Send a failed message again, with the same client id. */
@@ -215,6 +318,7 @@ export async function createGroup(name, usernames) {
   const group = await api("POST", "/groups", { name: title, member_ids: memberIds });
   const conv = conversationFor(`g:${group.group_id}`, { kind: "group", group: group.group_id, title: group.name });
   conv.memberCount = group.member_count;
+  conv.role = "owner";
   return conv.id;
 }
 

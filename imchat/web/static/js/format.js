@@ -55,3 +55,12 @@ export function listTime(ts) {
   if (ts >= today - 86400000) return "Yesterday";
   return shortDayFormat.format(ts);
 }
+
+/** "last seen today at 14:05", "last seen yesterday at …", "last seen Mar 3"; "offline" when never seen. */
+export function lastSeenText(ts) {
+  if (!ts) return "offline";
+  const today = startOfDay(Date.now());
+  if (ts >= today) return `last seen today at ${timeFormat.format(ts)}`;
+  if (ts >= today - 86400000) return `last seen yesterday at ${timeFormat.format(ts)}`;
+  return `last seen ${shortDayFormat.format(ts)}`;
+}

@@ -77,3 +77,55 @@ export function loadOlder(conv) {
 export function loadingOlder(conv) {
   return inFlight.has(`${conv.id}:older`);
 }
+
+// Messages quoted by a reply but not loaded (above the pages loaded): fetched
+// one by one, kept in memory apart from the conversation's messages (which
+// stay a run of pages without gaps). "conversation id:seq" -> {message} (null
+// while on its way or when it could not be fetched).
+const quoted = new Map();
+
+/** The history page that holds just message `seq`. */
+function onePath(conv, seq) {
+  return `/conversations/${encodeURIComponent(conv.id)}/messages?after_seq=${seq - 1}&limit=1`;
+}
+
+/** The message `seq` of `conv` for a quote: loaded, fetched before, or null (and asked for). */
+export function quotedMessage(conv, seq) {
+  const loaded = state.messageAt(conv, seq);
+  if (loaded) return loaded;
+  const key = `${conv.id}:${seq}`;
+  if (!quoted.has(key)) {
+    quoted.set(key, { message: null });
+    api("GET", onePath(conv, seq))
+      .then((page) => {
+        const found = toMessages(page).find((m) => m.seq === seq);
+        if (!found) return;
+        quoted.set(key, { message: found });
+        state.changed();
+      })
+      .catch(() => {
+        // The quote stays unshown until the next reload: no request per repaint.
+      });
+  }
+  return quoted.get(key).message;
+}
+
+/**
+ * Read message `seq` of `conv` again from the server (a change of it was
+ * refused: it may have been deleted or edited while this page was away).
+ */
+export async function refreshMessage(conv, seq) {
+  const page = await api("GET", onePath(conv, seq)).catch(() => null);
+  const fresh = page && toMessages(page).find((m) => m.seq === seq);
+  const known = fresh && state.isLoaded() && state.messageAt(conv, seq);
+  if (!known) return;
+  Object.assign(known, { body: fresh.body, deleted: fresh.deleted, editedAt: fresh.editedAt ?? null, reactions: fresh.reactions ?? {} });
+  state.save();
+  state.changed();
+}
+
+/** An `update` of message `seq`: a quote of it shows its new state too. */
+export function updateQuoted(conv, seq, fields) {
+  const entry = quoted.get(`${conv.id}:${seq}`);
+  if (entry?.message) Object.assign(entry.message, fields);
+}

@@ -5,6 +5,7 @@
 
 import { api, currentSession } from "./api.js";
 import { loadNewest } from "./history.js";
+import { adoptPresence } from "./presence.js";
 import * as state from "./state.js";
 
 const LIST_PAGE = 100;
@@ -26,8 +27,8 @@ export async function refreshConversations() {
   }
 }
 
-/** Fetch one conversation (its unread count after a read elsewhere). */
-async function refreshConversation(id) {
+/** Fetch one conversation (its unread count after a read elsewhere, a new peer's presence). */
+export async function refreshConversation(id) {
   const view = await api("GET", `/conversations/${encodeURIComponent(id)}`).catch(() => null);
   if (!view || !state.isLoaded() || !state.conversation(id)) return;
   adopt(view);
@@ -47,7 +48,12 @@ function adopt(view) {
   const conv = state.ensureConversation(view.conversation_id, seedOf(view));
   if (view.kind === "group") Object.assign(conv, { title: view.name ?? conv.title, left: false });
   const known = state.newestSeq(conv);
-  if (view.last_message) state.addMessage(conv, state.messageFrom(view.last_message, me));
+  if (view.last_message) {
+    const last = state.messageFrom(view.last_message, me);
+    delete last.reactions; // C's last_message carries {}: history has the reactions
+    state.addMessage(conv, last);
+  }
+  if (view.kind === "direct") adoptPresence(view.peer_id, view.presence);
   conv.updatedAt = Math.max(conv.updatedAt, view.last_activity ?? 0);
   conv.lastSeq = Math.max(conv.lastSeq, view.last_seq);
   conv.readSeq = Math.max(conv.readSeq, view.read_seq);

@@ -3,12 +3,13 @@
 // a drop lose nothing: unacked sends go again on every connect, and
 // "delivered" and "read" marks wait for an open socket.
 
-import { api } from "./api.js";
+import { api, freshToken, wsTicket } from "./api.js";
 
 const BACKOFF_FIRST_MS = 500;
 const BACKOFF_MAX_MS = 10000;
 const PING_EVERY_MS = 20000;
 const PONG_WAIT_MS = 10000;
+const SESSION_ENDED = 4401; // the server's close code: logout elsewhere, password changed
 
 /** The frame that sends `message` (an own message with its client id) in `conv`. */
 export function sendFrame(conv, message) {
@@ -25,10 +26,10 @@ export function sendFrame(conv, message) {
  * the send frames to repeat on every connect.
  */
 export class ChatSocket {
-  constructor({ token, onFrame, onStatus, unsent }) {
-    this.token = token;
+  constructor({ onFrame, onStatus, onEnded, unsent }) {
     this.onFrame = onFrame;
     this.onStatus = onStatus;
+    this.onEnded = onEnded;
     this.unsent = unsent;
     this.ws = null;
     this.attempt = 0;
@@ -43,14 +44,22 @@ export class ChatSocket {
     this.marksDue = { delivered: new Map(), read: new Map() };
   }
 
-  open() {
+  async open() {
     clearTimeout(this.timer);
     if (this.closed) return;
+    this.setStatus("connecting");
+    let query;
+    try {
+      query = `ticket=${encodeURIComponent(await wsTicket())}`;
+    } catch (err) {
+      if (err.status !== 503) return this.scheduleReconnect(); // 401 signed out inside api()
+      query = `token=${encodeURIComponent(await freshToken())}`; // no tickets: the token will do
+    }
+    if (this.closed || this.ws) return;
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const ws = new WebSocket(`${scheme}://${location.host}/ws?token=${encodeURIComponent(this.token)}`);
+    const ws = new WebSocket(`${scheme}://${location.host}/ws?${query}`);
     this.ws = ws;
     this.synced = false;
-    this.setStatus("connecting");
     ws.onopen = () => {
       this.resendUnacked();
       this.flushMarks();
@@ -66,10 +75,11 @@ export class ChatSocket {
       }
       this.onFrame(frame);
     };
-    ws.onclose = () => {
+    ws.onclose = (event) => {
       if (this.ws !== ws) return;
       this.ws = null;
       clearInterval(this.pingTimer);
+      if (event.code === SESSION_ENDED) return this.onEnded();
       if (!this.closed) this.scheduleReconnect();
     };
   }
@@ -137,7 +147,7 @@ export class ChatSocket {
 
   /** A refused upgrade looks like any other drop to a browser: ask the API whether the token still works. */
   checkToken() {
-    api("GET", "/users/me", undefined, this.token).catch(() => {
+    api("GET", "/users/me").catch(() => {
       // 401 signs out inside api(); anything else: keep retrying.
     });
   }

@@ -104,6 +104,7 @@ function blankConversation(id) {
     peerRead: 0,
     updatedAt: Date.now(),
     left: false, // group: the user is no longer a member
+    role: null, // group: the user's role (owners and admins may delete any message)
   };
 }
 
@@ -127,7 +128,10 @@ export function activeConversation() {
 
 /** Open conversation `id` (null: none), which reads everything in it. */
 export function setActive(id) {
-  if (store.activeId !== id) store.replyTo = null;
+  if (store.activeId !== id) {
+    store.replyTo = null;
+    store.editing = null;
+  }
   store.activeId = id;
   const conv = id === null ? undefined : store.conversations[id];
   if (conv) conv.unread = 0;
@@ -164,6 +168,18 @@ export function replyTo() {
 
 export function setReplyTo(seq) {
   store.replyTo = seq;
+  if (seq !== null) store.editing = null;
+  changed();
+}
+
+/** The seq of the open conversation's own message the composer edits (null: none). */
+export function editing() {
+  return store.editing ?? null;
+}
+
+export function setEditing(seq) {
+  store.editing = seq;
+  if (seq !== null) store.replyTo = null;
   changed();
 }
 
@@ -187,10 +203,14 @@ export function insertMessage(conv, message) {
   conv.updatedAt = Math.max(conv.updatedAt, message.ts);
 }
 
-/** A message of the server (a `msg` frame or history's M) as the client keeps it. */
+/**
+ * A message of the server (a `msg` frame or history's M) as the client keeps
+ * it. `editedAt` and `reactions` only when the frame carries them: a `msg`
+ * frame has neither, and must not wipe what history said of a known message.
+ */
 export function messageFrom(frame, me) {
   const own = frame.from === me;
-  return {
+  const message = {
     msgId: frame.msg_id,
     seq: frame.seq,
     from: frame.from,
@@ -200,6 +220,9 @@ export function messageFrom(frame, me) {
     ts: frame.ts,
     state: own ? "sent" : "received",
   };
+  if ("edited_at" in frame) message.editedAt = frame.edited_at;
+  if ("reactions" in frame) message.reactions = frame.reactions ?? {};
+  return message;
 }
 
 /** The message with `seq` in `conv` (never a note), or undefined. */

@@ -1,14 +1,19 @@
-// The conversation pane: its header, the messages (grouped by day and by
-// sender, with the group notes between them), the newest page of history
-// when it opens and older pages as the user scrolls to the top.
+// The conversation pane: its header (with the peer's presence and the
+// menu), the messages (grouped by day and by sender, with the group notes
+// between them), who is typing, the newest page of history when it opens and
+// older pages as the user scrolls to the top.
 
 import { markRead } from "../chat.js";
 import { $, h } from "../dom.js";
-import { dayLabel, paintAvatar, startOfDay } from "../format.js";
+import { dayLabel, lastSeenText, paintAvatar, startOfDay } from "../format.js";
 import { loadNewest, loadOlder, loadingOlder } from "../history.js";
 import { conversationTitle, nameOf, profileOf } from "../profiles.js";
+import { presenceOf } from "../presence.js";
 import * as state from "../state.js";
-import { failedNode, messageNode } from "./message.js";
+import { typingIn } from "../typing.js";
+import { syncComposer } from "./composer.js";
+import { renderMenu } from "./menu.js";
+import { DELETED_TEXT, failedNode, messageNode } from "./message.js";
 
 // Closer than this to the top of the messages, the page above is loaded.
 const LOAD_OLDER_PX = 150;
@@ -45,32 +50,66 @@ export function renderConversation(scroll) {
   const conv = state.activeConversation();
   $("#pane-empty").hidden = Boolean(conv);
   $("#conversation").hidden = !conv;
-  if (!conv) return false;
+  if (!conv) {
+    syncComposer();
+    return false;
+  }
   markRead(conv);
   renderHeader(conv);
   $("#composer").hidden = conv.left;
   $("#composer-note").hidden = !conv.left;
   $("#composer-note").textContent = conv.left ? "You're no longer a member of this group." : "";
+  renderMenu(conv);
   renderMessages(conv, scroll);
-  renderReplyBar(conv);
+  renderTyping(conv);
+  renderBars(conv);
+  syncComposer();
   return true;
 }
 
-/** The message the composer answers, above the composer. */
-function renderReplyBar(conv) {
+/** The message the composer answers or edits, above the composer. */
+function renderBars(conv) {
   const quoted = state.replyTo() === null ? undefined : state.messageAt(conv, state.replyTo());
   $("#reply-bar").hidden = !quoted || conv.left;
-  $("#reply-text").textContent = quoted ? `Replying to ${nameOf(quoted.from)}: ${quoted.body ?? ""}` : "";
+  $("#reply-text").textContent = quoted ? `Replying to ${nameOf(quoted.from)}: ${quoted.body ?? DELETED_TEXT}` : "";
+  const edited = state.editing() === null ? undefined : state.messageAt(conv, state.editing());
+  $("#edit-bar").hidden = !edited || conv.left;
+  $("#edit-text").textContent = edited ? `Editing: ${edited.body ?? ""}` : "";
+}
+
+/** "Bob is typing…" while a `typing` frame is fresh. */
+function renderTyping(conv) {
+  const names = typingIn(conv).map(nameOf);
+  let text = "";
+  if (names.length === 1) text = `${names[0]} is typing…`;
+  else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
+  else if (names.length > 2) text = "Several people are typing…";
+  $("#typing").textContent = text;
+  $("#typing").classList.toggle("active", Boolean(text));
 }
 
 function renderHeader(conv) {
   const title = conversationTitle(conv);
   $("#conv-title").textContent = title;
   paintAvatar($("#conv-avatar"), conv.kind === "group" ? conv.group : conv.peer, title, conv.kind === "group" ? "group" : "");
-  const profile = conv.kind === "direct" ? profileOf(conv.peer) : null;
-  $("#conv-subtitle").textContent =
-    conv.kind === "group" ? (conv.memberCount ? `${conv.memberCount} members` : "Group") : profile ? `@${profile.username}` : "";
   $("#members-btn").hidden = conv.kind !== "group";
+  const dot = $("#conv-presence-dot");
+  if (conv.kind === "group") {
+    $("#conv-subtitle").textContent = conv.memberCount ? `${conv.memberCount} members` : "Group";
+    dot.hidden = true;
+    return;
+  }
+  const profile = profileOf(conv.peer);
+  const presence = presenceOf(conv.peer);
+  const parts = [profile ? `@${profile.username}` : ""];
+  if (presence) {
+    const text = presence.status === "online" ? "online" : lastSeenText(presence.lastSeen);
+    parts.push(h("span", { class: `presence-text ${presence.status}`, dataset: { testid: "presence-text", status: presence.status } }, text));
+  }
+  $("#conv-subtitle").replaceChildren(...parts.flatMap((part, i) => (i ? [" · ", part] : [part])));
+  dot.hidden = !presence;
+  dot.className = `presence-dot ${presence?.status ?? ""}`.trim();
+  dot.dataset.status = presence?.status ?? "";
 }
 
 function renderMessages(conv, scroll) {

@@ -5,7 +5,9 @@ import { $, h } from "../dom.js";
 import { avatar, listTime } from "../format.js";
 import { currentSession } from "../api.js";
 import { conversationTitle, nameOf } from "../profiles.js";
+import { presenceOf } from "../presence.js";
 import * as state from "../state.js";
+import { typingIn } from "../typing.js";
 import { openConversation } from "./conversation.js";
 
 export function renderList() {
@@ -35,7 +37,7 @@ function conversationItem(conv) {
         if (event.key === "Enter") openConversation(conv.id);
       },
     },
-    avatar(seed, title, conv.kind === "group" ? "group" : ""),
+    h("span", { class: "avatar-wrap" }, avatar(seed, title, conv.kind === "group" ? "group" : ""), presenceDot(conv)),
     h("div", { class: "conv-main" }, h("div", { class: "conv-name" }, title), h("div", { class: "conv-preview" }, previewOf(conv))),
     h("div", { class: "conv-meta" }, h("span", { class: "conv-time" }, listTime(last?.ts ?? conv.updatedAt)), unreadBadge(conv)),
   );
@@ -46,7 +48,16 @@ function unreadBadge(conv) {
   return h("span", { class: "unread-badge", "aria-label": `${conv.unread} unread` }, conv.unread > 99 ? "99+" : conv.unread);
 }
 
+/** A direct conversation's dot: green while the other user is online, grey after. */
+function presenceDot(conv) {
+  const presence = conv.kind === "direct" ? presenceOf(conv.peer) : null;
+  if (!presence) return null;
+  const label = presence.status === "online" ? "online" : "offline";
+  return h("i", { class: `presence-dot ${presence.status}`, role: "img", "aria-label": label, title: label, dataset: { testid: "presence", status: presence.status } });
+}
+
 function previewOf(conv) {
+  if (typingIn(conv).length) return "typing…";
   const last = state.lastMessage(conv);
   if (!last) return conv.kind === "group" ? "Group created — say hello!" : "No messages yet";
   const body = last.deleted ? "This message was deleted" : last.body;

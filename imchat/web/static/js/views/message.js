@@ -1,19 +1,22 @@
 // One message of the conversation pane: its bubble, the line it quotes
-// (reply_to), its time and, for the user's own messages, the send state and
-// the other user's receipt (delivered, read).
+// (reply_to), its reactions, "(edited)", its time and, for the user's own
+// messages, the send state and the other user's receipt (delivered, read);
+// beside it the actions on it (reply, react, edit, delete).
 
 import { currentSession } from "../api.js";
 import { retryMessage } from "../chat.js";
 import { ICONS, h, svgIcon } from "../dom.js";
 import { avatar, avatarColor, timeFormat } from "../format.js";
+import { quotedMessage } from "../history.js";
 import { fullNameOf, nameOf } from "../profiles.js";
-import * as state from "../state.js";
+import { messageActions, reactionsNode } from "./actions.js";
 
 // How an own message's state is shown; a new state is one more entry in each.
 const STATE_LABELS = { sending: () => "Sending…", sent: (m) => `Sent (#${m.seq})`, failed: () => "Not sent" };
 const STATE_ICONS = { sending: ICONS.clock, sent: ICONS.check, failed: ICONS.alert };
 // Past "sent", what the other user's receipts say (direct conversations).
 const RECEIPT_LABELS = { delivered: "Delivered", read: "Read" };
+export const DELETED_TEXT = "This message was deleted";
 
 /** The other user's receipt for an own sent message: "read", "delivered" or "". */
 export function receiptOf(conv, message) {
@@ -25,7 +28,7 @@ export function receiptOf(conv, message) {
 export function messageNode(conv, message, first, last) {
   const own = message.from === currentSession().user_id;
   const showSender = conv.kind === "group" && !own && first;
-  const classes = ["msg", own ? "own" : "", first ? "first" : "", last ? "last" : ""].filter(Boolean).join(" ");
+  const classes = ["msg", own ? "own" : "", first ? "first" : "", last ? "last" : "", message.deleted ? "deleted" : ""].filter(Boolean).join(" ");
   const receipt = own ? receiptOf(conv, message) : "";
   const dataset = { testid: "message", state: own ? message.state : "received", seq: message.seq ?? "", cid: message.cid ?? "", from: message.from, receipt };
   return h(
@@ -35,32 +38,39 @@ export function messageNode(conv, message, first, last) {
     h(
       "div",
       { class: "bubble" },
-      showSender ? h("span", { class: "sender", style: { color: avatarColor(message.from) } }, fullNameOf(message.from)) : null,
+      showSender ? senderNode(message.from) : null,
       quoteNode(conv, message),
       bodyNode(message),
-      h("div", { class: "meta" }, h("time", { datetime: new Date(message.ts).toISOString() }, timeFormat.format(message.ts)), own ? stateMark(message, receipt) : null),
+      reactionsNode(conv, message),
+      h("div", { class: "meta" }, editedMark(message), h("time", { datetime: new Date(message.ts).toISOString() }, timeFormat.format(message.ts)), own ? stateMark(message, receipt) : null),
     ),
-    replyButton(conv, message),
+    messageActions(conv, message),
   );
 }
 
+function senderNode(userId) {
+  const node = h("span", { class: "sender" }, fullNameOf(userId));
+  node.style.color = avatarColor(userId); // a property, not a style attribute: the CSP allows it
+  return node;
+}
+
 function bodyNode(message) {
-  if (message.deleted) return h("div", { class: "body deleted" }, "This message was deleted");
+  if (message.deleted) return h("div", { class: "body deleted", dataset: { testid: "deleted" } }, DELETED_TEXT);
   return h("div", { class: "body" }, message.body);
 }
 
-/** The message it answers, in one line, when that one is loaded. */
-function quoteNode(conv, message) {
-  if (!message.replyTo) return null;
-  const quoted = state.messageAt(conv, message.replyTo);
-  if (!quoted) return null;
-  const text = quoted.deleted ? "This message was deleted" : quoted.body;
-  return h("div", { class: "quote", dataset: { testid: "quote", seq: quoted.seq } }, h("span", { class: "quote-from" }, nameOf(quoted.from)), " ", text);
+function editedMark(message) {
+  if (!message.editedAt || message.deleted) return null;
+  return h("span", { class: "edited", title: `Edited at ${timeFormat.format(message.editedAt)}`, dataset: { testid: "edited" } }, "(edited)");
 }
 
-function replyButton(conv, message) {
-  if (message.seq === undefined || message.deleted || conv.left) return null;
-  return h("button", { type: "button", class: "reply-btn", title: "Reply", "aria-label": "Reply", onclick: () => state.setReplyTo(message.seq) }, "↩");
+/** The message it answers, in one line: from the loaded history, else fetched. */
+function quoteNode(conv, message) {
+  if (!message.replyTo) return null;
+  const quoted = quotedMessage(conv, message.replyTo);
+  if (!quoted) return h("div", { class: "quote", dataset: { testid: "quote", seq: message.replyTo } }, "…");
+  const text = quoted.deleted ? DELETED_TEXT : quoted.body;
+  return h("div", { class: "quote", dataset: { testid: "quote", seq: quoted.seq } }, h("span", { class: "quote-from" }, nameOf(quoted.from)), " ", text);
 }
 
 function stateMark(message, receipt) {
