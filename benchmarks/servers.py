@@ -130,6 +130,7 @@ def base_env(workdir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMCHAT_")}
     env.update(BENCH_ENV, IMCHAT_DATA_DIR=str(workdir / "var"), PYTHONPATH=str(ROOT))
     env["IMCHAT_SECRET_KEY"] = "bench-secret-" + uuid.uuid4().hex
+    env["IMCHAT_METRICS_TOKEN"] = "bench-metrics-" + uuid.uuid4().hex
     return env
 
 

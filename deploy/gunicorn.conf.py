@@ -6,6 +6,10 @@ from imchat.serve import raise_open_file_limit
 
 raise_open_file_limit()  # the master's limit is its workers' limit
 
+# Whatever access log is turned on (--access-logfile, access_log_format), the
+# credentials in /ws?token=... / ?ticket=... and Authorization never reach it.
+logger_class = "imchat.access_log.RedactingLogger"
+
 
 def child_exit(server: Any, worker: Any) -> None:
     """A dead worker's live gauges (open connections) must stop counting."""

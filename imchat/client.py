@@ -283,7 +283,11 @@ class ChatConnection:
 
     def _open(self) -> None:
         self.last_url = self._url()
-        self.ws = websocket.create_connection(self.last_url, timeout=self.timeout)
+        # Not a browser: no Origin header (websocket-client would invent one from
+        # the URL, which a server behind a proxy that rewrites Host refuses).
+        self.ws = websocket.create_connection(
+            self.last_url, timeout=self.timeout, suppress_origin=True
+        )
         self.ws.settimeout(None)
         self._reader = threading.Thread(target=self._read_loop, args=(self.ws,), daemon=True)
         self._reader.start()

@@ -51,6 +51,11 @@ class Settings:
     register_limit_per_address: int = 20
     register_limit_per_username: int = 5
     register_window_seconds: int = 3600
+    # /metrics: when a token is set, scrapes need `Authorization: Bearer <token>`.
+    # With real backends configured the web process refuses to start without
+    # one, unless metrics_public=1 says /metrics is reachable only from inside.
+    metrics_token: str = ""
+    metrics_public: int = 0
     log_format: str = ""  # "json" or "text"; empty: json in production, text embedded
     log_level: str = "INFO"
 
@@ -99,6 +104,9 @@ class Settings:
     # closed, so that a page reload sends neither offline nor online.
     presence_grace_seconds: int = 10
 
+    # Pages that may open the WebSocket besides the server's own origin
+    # (comma-separated origins, or "*" for any); see imchat/gateway/origin.py.
+    allowed_origins: str = ""
     # Web Push (RFC 8030, RFC 8291 payloads, VAPID). The keys: the private
     # key as 32 bytes base64url, the public one as the uncompressed P-256
     # point base64url (derived from the private key when empty). Generated

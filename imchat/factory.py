@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from imchat import errors, logs
+from imchat import errors, logs, security
 from imchat.config import load_settings
 from imchat.container import Services, services_of, settings_of
 
@@ -26,6 +26,7 @@ def create_app(
     )
     app.extensions["imchat"] = services or Services(settings)
     errors.init_app(app)
+    security.init_app(app)
 
     from imchat import api
     from imchat.gateway import ws

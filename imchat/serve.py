@@ -36,7 +36,11 @@ def websocket_aware_handler() -> type:
 
 
 def prepare(app: Flask) -> None:
-    """Bring the process's backends to a servable state (``Services.prepare``)."""
+    """Refuse settings unsafe to serve with, then bring the process's backends
+    to a servable state (``Services.prepare``)."""
+    from imchat.api.health import check_metrics_exposure
+
+    check_metrics_exposure(services_of(app).settings)
     services_of(app).prepare()
 
 

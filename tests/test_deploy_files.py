@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from imchat.api.health import check_metrics_exposure
 from imchat.config import ENV_PREFIX, Settings, load_settings
 from imchat.ops import cli
 from imchat.wire.topics import TOPICS, TopicSpec
@@ -36,6 +37,7 @@ DOCKER_DIR = ROOT / "deploy" / "docker"
 INFRA = DOCKER_DIR / "docker-compose.infra.yml"
 APP = DOCKER_DIR / "docker-compose.yml"
 DOCKERFILE = DOCKER_DIR / "Dockerfile"
+LOCAL_ENV = ROOT / "deploy" / "local.env"
 
 # The seed README, "Infrastructure Endpoints": published host ports per service.
 SEED_HOST_PORTS: dict[str, set[int]] = {
@@ -607,6 +609,38 @@ def test_app_env_points_at_the_infra_services() -> None:
             assert host in infra, f"{label}: points at {host}, not a service of {INFRA.name}"
 
 
+def test_web_requires_a_metrics_token_and_would_start_with_it() -> None:
+    """The web process refuses to start with real backends and an open /metrics
+    (imchat.api.health.check_metrics_exposure): compose must demand the token."""
+    label = where(APP, "web")
+    web_env = env(APP, "web")
+    assert web_env.get("IMCHAT_METRICS_TOKEN", "").startswith("${IMCHAT_METRICS_TOKEN:?"), (
+        f"{label}: IMCHAT_METRICS_TOKEN must be required from the environment"
+    )
+    assert "IMCHAT_METRICS_PUBLIC" not in web_env, f"{label}: /metrics made public"
+    host = {"IMCHAT_SECRET_KEY": "s" * 32, "IMCHAT_METRICS_TOKEN": "t" * 32}
+    host |= {"IMCHAT_VAPID_PRIVATE_KEY": "v" * 43}
+    settings = load_settings(environ={k: interpolate(v, host) for k, v in web_env.items()})
+    assert not settings.embedded
+    check_metrics_exposure(settings)
+    with pytest.raises(AssertionError, match="IMCHAT_METRICS_TOKEN unset"):
+        interpolate(web_env["IMCHAT_METRICS_TOKEN"], {})
+    without = load_settings(environ={**web_env, "IMCHAT_METRICS_TOKEN": ""})
+    with pytest.raises(RuntimeError, match="IMCHAT_METRICS_TOKEN must be set"):
+        check_metrics_exposure(without)
+
+
+def test_local_env_sets_a_metrics_token() -> None:
+    pairs = (
+        line.split("=", 1)
+        for line in LOCAL_ENV.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    settings = load_settings(environ=dict(pairs))
+    assert not settings.embedded and settings.metrics_token, f"{LOCAL_ENV.name}: no metrics token"
+    check_metrics_exposure(settings)
+
+
 def test_app_and_infra_share_a_network() -> None:
     def network_names(path: Path) -> dict[str, str]:
         declared = compose(path).get("networks") or {}
@@ -655,6 +689,22 @@ def test_dockerfile_is_the_app_image() -> None:
     web_ports = published_ports(APP, "web")
     bind = options(WEB_COMMAND)["--bind"][0]
     assert int(bind.rsplit(":", 1)[1]) in web_ports.values(), f"{where(APP, 'web')}: port"
+
+
+def test_dockerfile_gives_gunicorn_the_deploy_config() -> None:
+    """gunicorn picks up ./gunicorn.conf.py in its working directory: the image's
+    web process (no -c in its command) runs deploy/gunicorn.conf.py, whose logger
+    keeps tokens out of the access log."""
+    lines = [line.split() for line in DOCKERFILE.read_text().splitlines()]
+    workdirs = [words[1] for words in lines if words[:1] == ["WORKDIR"]]
+    copies = [words[1:] for words in lines if words[:1] == ["COPY"]]
+    assert ["deploy/gunicorn.conf.py", "gunicorn.conf.py"] in copies, (
+        f"{DOCKERFILE.name}: does not COPY deploy/gunicorn.conf.py to ./gunicorn.conf.py"
+    )
+    assert workdirs and workdirs[-1] == "/app", f"{DOCKERFILE.name}: WORKDIR {workdirs}"
+    assert "-c" not in WEB_COMMAND and "--config" not in WEB_COMMAND
+    conf = (ROOT / "deploy" / "gunicorn.conf.py").read_text()
+    assert 'logger_class = "imchat.access_log.RedactingLogger"' in conf
 
 
 def test_dockerfile_copies_what_the_processes_import() -> None:

@@ -17,6 +17,7 @@ from imchat.errors import APIError, error_response
 from imchat.gateway.connection import Connection, TokenBucket
 from imchat.gateway.dispatch import handle_frame
 from imchat.gateway.hub import Gateway
+from imchat.gateway.origin import check_upgrade_origin, validate_allowed_origins
 from imchat.services import sessions
 from imchat.services.auth import Identity, verify_access
 from imchat.services.pending import load_pending
@@ -41,6 +42,9 @@ def init_app(app: Flask) -> None:
         "max_message_size": services_of(app).settings.max_frame_bytes,
     }
     sock.init_app(app)
+    # The Origin check first: a page that may not open the socket learns nothing more.
+    validate_allowed_origins(services_of(app).settings.allowed_origins)
+    app.before_request(check_upgrade_origin)
     app.before_request(_authenticate_upgrade)
 
 

@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Locator,
+    Page,
+    expect,
+    sync_playwright,
+)
 
 from tests.support.clients import PASSWORD
 from tests.support.server import ROOT, EmbeddedServer
@@ -36,6 +44,16 @@ CHROMIUM_ARGS = [
 VIEWPORT = {"width": 1280, "height": 800}
 # How long an expectation waits for the UI; live delivery takes milliseconds.
 UI_TIMEOUT_MS = 10_000
+# Every page reports each Content-Security-Policy violation (the event the
+# browser fires on the document) to the test through an exposed binding:
+# bindings and init scripts come in over CDP, which the policy does not govern.
+CSP_BINDING = "__imchatCspViolation"
+CSP_WATCH = f"""
+document.addEventListener("securitypolicyviolation", (e) => {{
+  window.{CSP_BINDING}(`${{e.effectiveDirective}} refused ${{e.blockedURI || "inline"}}`
+    + ` at ${{e.sourceFile || e.documentURI}}:${{e.lineNumber}}`);
+}});
+"""
 
 
 expect.set_options(timeout=UI_TIMEOUT_MS)
@@ -96,13 +114,22 @@ class ChatPage:
         self.context = context
         self.base_url = base_url
         self.name = name
-        self.page: Page = context.new_page()
         self.console_errors: list[str] = []
+        self.csp_violations: list[str] = []
+        context.expose_binding(CSP_BINDING, lambda _source, text: self.csp_violations.append(text))
+        context.add_init_script(CSP_WATCH)
+        self.page: Page = context.new_page()
         self._watch(self.page)
 
     def _watch(self, page: Page) -> None:
         page.set_default_timeout(UI_TIMEOUT_MS)
         page.on("pageerror", lambda err: self.console_errors.append(str(err)))
+        # Chromium also says so on the console (for what fires no event, e.g. in a worker).
+        page.on("console", self._console)
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type == "error" and "Content Security Policy" in message.text:
+            self.csp_violations.append(f"console: {message.text[:160]}")
 
     # ------------------------------------------------------------ navigation
     def open(self) -> ChatPage:
@@ -213,3 +240,11 @@ def chat_page(browser: Browser, server_url: str) -> Iterator[MakeChat]:
     # An uncaught exception in the client is a bug even when the steps passed.
     errors = {p.name: p.console_errors for p in pages if p.console_errors}
     assert not errors, f"JavaScript errors in the client: {errors}"
+    assert_no_csp_violations(pages)
+
+
+def assert_no_csp_violations(pages: list[ChatPage]) -> None:
+    """Fail on any Content-Security-Policy violation a page reported: the client
+    must work under the server's policy (no inline script, style or handler)."""
+    violations = {p.name: p.csp_violations for p in pages if p.csp_violations}
+    assert not violations, f"Content-Security-Policy violations in the client: {violations}"

@@ -8,21 +8,28 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.clients import register_users
-from tests.support.server import ROOT, EmbeddedServer
+from tests.support.server import ROOT, EmbeddedServer, run_server
 from tests.support.sockets import RawSocket
 from tests.support.waiting import free_port
 
 pytestmark = pytest.mark.e2e
 
 
-def scrape(base_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(base_url + "/metrics", timeout=5) as response:
+def scrape(
+    base_url: str, token: str | None = None
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    request = urllib.request.Request(base_url + "/metrics")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=5) as response:
         text = response.read().decode()
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
@@ -121,3 +128,73 @@ def test_gunicorn_workers_add_up(tmp_path: Path) -> None:
             sock.close()
         server.terminate()
         server.wait(10)
+
+
+METRICS_TOKEN = "metrics-" + "x" * 32
+
+
+@pytest.fixture(scope="module")
+def guarded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    env = {"IMCHAT_METRICS_TOKEN": METRICS_TOKEN}
+    yield from run_server(tmp_path_factory.mktemp("guarded-metrics"), env)
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer ",
+        f"Bearer {METRICS_TOKEN[:-1]}",
+        f"Bearer {METRICS_TOKEN}x",
+        f"Basic {METRICS_TOKEN}",
+        METRICS_TOKEN,
+        "Bearer \u00e9t\u00e9",
+    ],
+)
+def test_metrics_token_is_required_when_set(
+    guarded_server: EmbeddedServer, authorization: str | None
+) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    response = requests.get(guarded_server.base_url + "/metrics", headers=headers, timeout=5)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="metrics"'
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "imchat_" not in response.text
+
+
+def test_metrics_with_the_token_and_health_without(guarded_server: EmbeddedServer) -> None:
+    samples = scrape(guarded_server.base_url, METRICS_TOKEN)
+    assert ("imchat_bus_consumer_lag", ()) in samples
+    lower_scheme = {"Authorization": f"bearer {METRICS_TOKEN}"}
+    response = requests.get(guarded_server.base_url + "/metrics", headers=lower_scheme, timeout=5)
+    assert response.status_code == 200
+    # Only /metrics is guarded: probes stay open.
+    for path in ("/healthz", "/readyz"):
+        assert requests.get(guarded_server.base_url + path, timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("extra", "starts"),
+    [
+        ({}, False),
+        ({"IMCHAT_METRICS_PUBLIC": "1"}, True),
+        ({"IMCHAT_METRICS_TOKEN": METRICS_TOKEN}, True),
+    ],
+)
+def test_production_refuses_to_start_with_open_metrics(
+    tmp_path: Path, extra: dict[str, str], starts: bool
+) -> None:
+    """A real backend configured (here the database) and no token: app.py exits."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMCHAT_")}
+    env.update(IMCHAT_DATA_DIR=str(tmp_path / "var"), IMCHAT_SECRET_KEY="k" * 32, **extra)
+    env["IMCHAT_DATABASE_URL"] = f"sqlite:///{tmp_path / 'prod.sqlite3'}"
+    argv = [sys.executable, "-c", "import app"]
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    if starts:
+        assert done.returncode == 0, done.stderr
+    else:
+        assert done.returncode != 0
+        assert "IMCHAT_METRICS_TOKEN must be set" in done.stderr

@@ -188,6 +188,7 @@ def stack_env(database_url: str, workdir: Path, unique: str, redis_port: int) ->
         IMCHAT_ETCD_ENDPOINTS="http://127.0.0.1:2379",
         IMCHAT_ETCD_PREFIX=f"/imchat-stack-{unique}",
         IMCHAT_SECRET_KEY="stack-test-secret-" + unique,
+        IMCHAT_METRICS_TOKEN="stack-test-metrics-" + unique,
         # Web Push: production requires a key pair; the local push service
         # of the tests (tests/support/push_service.py) listens on http.
         IMCHAT_VAPID_PRIVATE_KEY=generate_private_key(),
