@@ -24,6 +24,12 @@ CREATE INDEX IF NOT EXISTS dedup_claims_expiry ON dedup_claims (expires_at);
 """
 
 
+def claim_key(request: SeqRequest) -> str:
+    """A claim per conversation, as Redis's ``dedup:{conversation}:key``: a client id
+    is unique per sender and conversation, so the same id elsewhere is another message."""
+    return f"{{{request.conversation_id}}}:{request.dedup_key}"
+
+
 class EmbeddedSequenceStore(SequenceStore):
     name = "redis (embedded)"
 
@@ -54,7 +60,7 @@ class EmbeddedSequenceStore(SequenceStore):
     ) -> SeqAssignment | None:
         earlier = db.execute(
             "SELECT value FROM dedup_claims WHERE key = ? AND expires_at > ?",
-            (request.dedup_key, now),
+            (claim_key(request), now),
         ).fetchone()
         if earlier:
             return SeqAssignment.decode(str(earlier[0]))
@@ -68,7 +74,7 @@ class EmbeddedSequenceStore(SequenceStore):
         assignment = SeqAssignment(row[0], row[1], request.msg_id, request.ts, duplicate=False)
         db.execute(
             "INSERT OR REPLACE INTO dedup_claims (key, value, expires_at) VALUES (?, ?, ?)",
-            (request.dedup_key, assignment.encode(), now + ttl),
+            (claim_key(request), assignment.encode(), now + ttl),
         )
         return assignment
 

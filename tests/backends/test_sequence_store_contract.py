@@ -220,6 +220,26 @@ def test_a_dedup_key_expires_after_its_ttl(store: SequenceStore, conv: Conv) -> 
     ]
 
 
+def test_a_dedup_key_is_per_conversation(store: SequenceStore, conv: Conv) -> None:
+    """A client id is unique per sender and conversation (docs/protocol.md): the same
+    one in another conversation is another message. (Found by the frame fuzzer: the
+    embedded twin keyed claims by sender and id alone, so a group send reusing a
+    direct send's id was acked with the direct message's msg_id and never stored.)"""
+    first, second = conv("per-conv-1"), conv("per-conv-2")
+    store.init_seq(first, 0, 100)
+    store.init_seq(second, 0, 100)
+    store.assign_seqs([SeqRequest(first, "x:other", "msg-0", 5)], 60)
+    assert store.assign_seqs([SeqRequest(first, "alice:c1", "msg-1", 10)], 60) == [
+        SeqAssignment(2, 100, "msg-1", 10, duplicate=False)
+    ]
+    assert store.assign_seqs([SeqRequest(second, "alice:c1", "msg-2", 20)], 60) == [
+        SeqAssignment(1, 100, "msg-2", 20, duplicate=False)
+    ]
+    assert store.assign_seqs([SeqRequest(second, "alice:c1", "msg-3", 30)], 60) == [
+        SeqAssignment(1, 0, "msg-2", 20, duplicate=True)
+    ]
+
+
 def test_a_dedup_key_repeated_within_one_batch_is_a_duplicate(
     store: SequenceStore, conv: Conv
 ) -> None:
