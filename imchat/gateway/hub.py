@@ -47,7 +47,7 @@ class Gateway:
         self._by_id: dict[str, Connection] = {}
         self.confirmations = ConfirmationBatcher(services)
         self.receipts = ReceiptCoalescer(services, self.connected_elsewhere)
-        self.presence = PresenceTracker(services, self.gateway_id)
+        self.presence = PresenceTracker(services)
         self.sessions = SessionSweeper(services, self.open_sessions, self.end_sessions)
         # One relayed typing frame per user and conversation per window.
         self.typing_throttle = Throttle(TYPING_WINDOW_SECONDS)

@@ -34,9 +34,8 @@ IDLE = ("", "", 0)  # no event came: only the due settlements to look at
 
 
 class PresenceTracker:
-    def __init__(self, services: Services, gateway_id: str) -> None:
+    def __init__(self, services: Services) -> None:
         self.services = services
-        self.gateway_id = gateway_id
         self._events: queue.Queue[tuple[str, str, int] | None] = queue.Queue()
         self._due: list[tuple[float, str, str]] = []  # (monotonic due, user, "gone:" state)
         self._thread: threading.Thread | None = None

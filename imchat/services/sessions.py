@@ -45,6 +45,12 @@ def _refused(message: str) -> APIError:
     return APIError(401, message, headers=BEARER_CHALLENGE)
 
 
+def _reused(services: Services, user_id: str, session_id: str) -> APIError:
+    """A refresh token used twice was copied: its session ends, for both holders."""
+    end_sessions(services, user_id, [session_id])
+    return _refused("refresh token reused; the session has ended")
+
+
 def _tokens(services: Services, user_id: str, session_id: str, secret: str) -> dict[str, Any]:
     access, ttl = auth.issue_token(services, user_id, session_id)
     return {
@@ -77,8 +83,7 @@ def refresh(services: Services, refresh_token: str) -> dict[str, Any]:
     if found.expires_at <= now:
         raise _refused("the session has expired; log in again")
     if not hmac.compare_digest(found.refresh_hash, _hash(secret)):
-        end_sessions(services, found.user_id, [session_id])  # a copy was used: end it
-        raise _refused("refresh token reused; the session has ended")
+        raise _reused(services, found.user_id, session_id)  # a copy was used
     new_secret = secrets.token_urlsafe(32)
     expires = now + timedelta(seconds=services.settings.refresh_ttl_seconds)
     with services.db.session() as session:
@@ -86,8 +91,7 @@ def refresh(services: Services, refresh_token: str) -> dict[str, Any]:
             session, session_id, found.refresh_hash, _hash(new_secret), now, expires
         )
     if not rotated:  # another refresh with the same token won the race: a reuse
-        end_sessions(services, found.user_id, [session_id])
-        raise _refused("refresh token reused; the session has ended")
+        raise _reused(services, found.user_id, session_id)
     return _tokens(services, found.user_id, session_id, new_secret)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 
 import pytest
 
@@ -16,9 +15,8 @@ from imchat.container import Services
 from imchat.gateway.connection import Connection
 from imchat.gateway.dispatch import handle_frame
 from imchat.gateway.hub import Gateway
-from imchat.ops import migrate
 from imchat.services.delivery.records import process_records
-from imchat.stores import users as user_store
+from tests.support.embedded import add_users, migrated_services
 from tests.support.recording import connect
 
 pytestmark = pytest.mark.unit
@@ -46,12 +44,9 @@ class InstantBus(EmbeddedBus):
 
 @pytest.fixture
 def services(settings: Settings) -> Iterator[Services]:
-    migrate.upgrade(settings)
-    services = Services(settings)
+    services = migrated_services(settings)
     services.__dict__["bus"] = InstantBus(services, str(settings.data_path / "bus.sqlite3"))
-    with services.db.session() as session:
-        for user_id in ("alice", "bob"):
-            user_store.insert(session, user_id, user_id, "x", datetime.now(UTC))
+    add_users(services, "alice", "bob")
     yield services
     services.close()
 

@@ -6,18 +6,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 
 from imchat.config import Settings
 from imchat.container import Services
-from imchat.ops import migrate
 from imchat.services import presence
-from imchat.stores import users as user_store
-from imchat.stores.models import ConversationMember, User
+from imchat.stores import conversations as conversation_store
+from imchat.stores.models import User
 from imchat.wire.batch import GatewayBatch
 from imchat.wire.ids import direct_conversation_id
+from tests.support.embedded import add_users, migrated_services
 
 pytestmark = pytest.mark.unit
 
@@ -45,16 +44,11 @@ class Peer:
 
 @pytest.fixture
 def services(settings: Settings) -> Iterator[Services]:
-    migrate.upgrade(settings)
-    services = Services(settings)
-    conversation_id = direct_conversation_id("alice", "bob")
+    services = migrated_services(settings)
+    add_users(services, "alice", "bob")
     with services.db.session() as session:
-        for user_id in ("alice", "bob"):
-            user_store.insert(session, user_id, user_id, "x", datetime.now(UTC))
-        for me, peer in (("alice", "bob"), ("bob", "alice")):
-            session.add(
-                ConversationMember(conversation_id=conversation_id, user_id=me, peer_id=peer)
-            )
+        pair = (direct_conversation_id("alice", "bob"), "alice", "bob")
+        conversation_store.add_direct_members(session, [pair])
     yield services
     services.close()
 

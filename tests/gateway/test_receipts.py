@@ -4,7 +4,6 @@ to the right people (the coalescer driven by hand with its own clock)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,11 +12,10 @@ from imchat.config import Settings
 from imchat.container import Services
 from imchat.gateway.connection import Connection
 from imchat.gateway.hub import Gateway
-from imchat.ops import migrate
 from imchat.services import groups
 from imchat.stores import conversations as conversation_store
-from imchat.stores import users as user_store
 from imchat.wire.ids import direct_conversation_id
+from tests.support.embedded import add_users, migrated_services
 from tests.support.recording import connect, recorded
 
 pytestmark = pytest.mark.unit
@@ -29,11 +27,9 @@ def receipts(conn: Connection) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def services(settings: Settings) -> Iterator[Services]:
-    migrate.upgrade(settings)
-    services = Services(settings)
+    services = migrated_services(settings)
+    add_users(services, "alice", "bob", "carol")
     with services.db.session() as session:
-        for user_id in ("alice", "bob", "carol"):
-            user_store.insert(session, user_id, user_id, "x", datetime.now(UTC))
         conversation_store.add_direct_members(session, [(DIRECT, "alice", "bob")])
     yield services
     services.close()

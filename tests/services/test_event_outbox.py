@@ -8,19 +8,17 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 
 from imchat.backends.base import BackendUnavailable, BusConsumer
 from imchat.config import Settings
 from imchat.container import Services
-from imchat.ops import migrate
 from imchat.services import event_relay, groups
-from imchat.stores import users as user_store
 from imchat.stores.models import OutboxEvent
 from imchat.wire.bus import MembershipChange
 from imchat.wire.topics import MEMBERSHIP_CHANGE
+from tests.support.embedded import add_users, migrated_services
 
 pytestmark = pytest.mark.unit
 
@@ -32,11 +30,8 @@ class Killed(BaseException):
 
 @pytest.fixture
 def services(settings: Settings) -> Iterator[Services]:
-    migrate.upgrade(settings)
-    services = Services(settings)
-    with services.db.session() as session:
-        for user_id in ("alice", "bob", "carol"):
-            user_store.insert(session, user_id, user_id, "x", datetime.now(UTC))
+    services = migrated_services(settings)
+    add_users(services, "alice", "bob", "carol")
     yield services
     services.close()
 
